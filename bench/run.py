@@ -1,0 +1,353 @@
+#!/usr/bin/env python
+"""Benchmark `bokeh serve` against `bokeh-flask serve` on the same workloads.
+
+    python bench/run.py [--quick] [--only NAME,...] [--servers bokeh,bokeh-flask]
+                        [--server-cmd NAME=COMMAND ...]
+
+For every selected metric, each server is started in turn as a subprocess
+(fresh process per metric), the workload is run against it, and the server
+is stopped.  Results are printed as a table and written to
+bench/results/latest.json and bench/results/latest.md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
+
+from metrics import FULL, METRICS, METRICS_BY_NAME, QUICK, Metric, MetricRun  # noqa: E402
+from servers import DEFAULT_COMMANDS, ServerProcess, ServerSpec, ServerStartError, parse_command  # noqa: E402
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    names = ", ".join(m.name for m in METRICS)
+    ap = argparse.ArgumentParser(
+        prog="python bench/run.py",
+        description="Run the same workloads against bokeh serve and bokeh-flask serve and compare.",
+    )
+    ap.add_argument("--quick", action="store_true",
+                    help="reduced durations and session counts (about 1 minute per server)")
+    ap.add_argument("--only", default="", metavar="NAME,...",
+                    help=f"run only these metrics (available: {names})")
+    ap.add_argument("--servers", default="bokeh,bokeh-flask", metavar="NAME,...",
+                    help="servers to run, in order (default: bokeh,bokeh-flask); a name may repeat")
+    ap.add_argument("--server-cmd", action="append", default=[], metavar="NAME=COMMAND",
+                    help="command prefix placed before 'serve ...' for server NAME, e.g. "
+                         "--server-cmd 'bokeh-flask=/opt/py/bin/python -m bokeh_flask'")
+    ap.add_argument("--results-dir", default=str(BENCH_DIR / "results"),
+                    help="where latest.json / latest.md / logs/ go (default: bench/results)")
+    args = ap.parse_args(argv)
+
+    commands = {k: list(v) for k, v in DEFAULT_COMMANDS.items()}
+    for item in args.server_cmd:
+        name, sep, cmd = item.partition("=")
+        if not sep or not name.strip() or not cmd.strip():
+            ap.error(f"--server-cmd expects NAME=COMMAND, got {item!r}")
+        commands[name.strip()] = parse_command(cmd)
+
+    specs: list[ServerSpec] = []
+    seen: dict[str, int] = {}
+    for name in [s.strip() for s in args.servers.split(",") if s.strip()]:
+        if name not in commands:
+            ap.error(f"unknown server {name!r}; known: {', '.join(commands)} (add one with --server-cmd)")
+        seen[name] = seen.get(name, 0) + 1
+        label = name if seen[name] == 1 else f"{name}#{seen[name]}"
+        specs.append(ServerSpec(label=label, name=name, command=commands[name]))
+    if not specs:
+        ap.error("--servers is empty")
+    args.specs = specs
+
+    if args.only:
+        wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = [w for w in wanted if w not in METRICS_BY_NAME]
+        if unknown:
+            ap.error(f"unknown metric(s) {', '.join(unknown)}; available: {names}")
+        args.metrics = [m for m in METRICS if m.name in wanted]
+    else:
+        args.metrics = list(METRICS)
+    args.profile = QUICK if args.quick else FULL
+    return args
+
+
+# ---------------------------------------------------------------------------
+# formatting
+# ---------------------------------------------------------------------------
+
+
+def fmt_value(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        a = abs(v)
+        if a >= 1000:
+            return f"{v:,.0f}"
+        if a >= 100:
+            return f"{v:.0f}"
+        if a >= 10:
+            return f"{v:.1f}"
+        return f"{v:.2f}"
+    return str(v)
+
+
+def ratio(a: Any, b: Any) -> float | None:
+    """a / b for numbers, None otherwise."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return None
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b != 0:
+        return a / b
+    return None
+
+
+def baseline_label(specs: list[ServerSpec]) -> str:
+    for spec in specs:
+        if spec.name == "bokeh":
+            return spec.label
+    return specs[0].label
+
+
+def build_rows(metrics: list[Metric], specs: list[ServerSpec], results: dict) -> list[dict]:
+    base = baseline_label(specs)
+    others = [s.label for s in specs if s.label != base]
+    rows = []
+    for metric in metrics:
+        per_server = results.get(metric.name, {})
+        for f in metric.fields:
+            values = {}
+            for spec in specs:
+                res = per_server.get(spec.label, {})
+                values[spec.label] = None if "error" in res else res.get(f.key)
+            rows.append({
+                "metric": metric.name,
+                "title": metric.title,
+                "field": f.key,
+                "label": f.label,
+                "unit": f.unit,
+                "better": f.better,
+                "values": values,
+                "ratios": {o: ratio(values[o], values[base]) for o in others},
+            })
+    return rows
+
+
+def render_text(rows: list[dict], specs: list[ServerSpec], errors: list[str]) -> str:
+    base = baseline_label(specs)
+    others = [s.label for s in specs if s.label != base]
+    header = (["metric", "unit"] + [s.label for s in specs]
+              + [f"{o} / {base}" for o in others] + ["better"])
+    body: list[list[str]] = []
+    last_title = None
+    for r in rows:
+        if r["title"] != last_title:
+            body.append([r["title"]] + [""] * (len(header) - 1))
+            last_title = r["title"]
+        body.append(["  " + r["label"], r["unit"]]
+                    + [fmt_value(r["values"][s.label]) for s in specs]
+                    + [("-" if r["ratios"][o] is None else f"{r['ratios'][o]:.2f}x") for o in others]
+                    + [r["better"]])
+    widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
+    # section title rows may be long: let them overflow instead of widening column 0
+    widths[0] = max([len(header[0])] + [len(row[0]) for row in body if row[1:] != [""] * (len(header) - 1)])
+    out = []
+
+    def line(cells: list[str]) -> str:
+        parts = []
+        for i, c in enumerate(cells):
+            parts.append(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]))
+        return "  ".join(parts).rstrip()
+
+    out.append(line(header))
+    out.append("  ".join("-" * w for w in widths))
+    for row in body:
+        if row[1:] == [""] * (len(header) - 1):
+            out.append(row[0])
+        else:
+            out.append(line(row))
+    if errors:
+        out.append("")
+        out.append("Problems:")
+        out.extend("  - " + e.replace("\n", "\n    ") for e in errors)
+    return "\n".join(out)
+
+
+def render_markdown(meta: dict, rows: list[dict], specs: list[ServerSpec],
+                    notes: dict, errors: list[str]) -> str:
+    base = baseline_label(specs)
+    others = [s.label for s in specs if s.label != base]
+    md = ["# bokeh-flask benchmark", ""]
+    md.append(f"- date: {meta['date']}  ")
+    md.append(f"- profile: {meta['profile']}  ")
+    md.append(f"- host: {meta['host']['cpus']} CPUs, load average at start {meta['host']['loadavg']}  ")
+    md.append(f"- python {meta['python']}, bokeh {meta['bokeh']}  ")
+    for s in meta["servers"]:
+        md.append(f"- `{s['label']}`: `{s['command']}`  ")
+    md.append("")
+    head = ["Metric", "Unit"] + [f"`{s.label}`" for s in specs] + [f"{o} / {base}" for o in others] + ["Better"]
+    md.append("| " + " | ".join(head) + " |")
+    md.append("|" + "|".join(["---", "---"] + ["---:"] * (len(specs) + len(others)) + ["---"]) + "|")
+    last_title = None
+    for r in rows:
+        if r["title"] != last_title:
+            md.append(f"| **{r['title']}** |" + " |" * (len(head) - 1))
+            last_title = r["title"]
+        cells = [r["label"], r["unit"]] + [fmt_value(r["values"][s.label]) for s in specs]
+        cells += [("-" if r["ratios"][o] is None else f"{r['ratios'][o]:.2f}x") for o in others]
+        cells.append(r["better"])
+        md.append("| " + " | ".join(cells) + " |")
+    if notes:
+        md += ["", "## Run notes", ""]
+        for key, note in notes.items():
+            md.append(f"- {key}: {note}")
+    if errors:
+        md += ["", "## Problems", ""]
+        for e in errors:
+            md.append("- " + e.replace("\n", "\n  "))
+    md.append("")
+    return "\n".join(md)
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+
+def run_metric(metric: Metric, spec: ServerSpec, args, logs_dir: Path,
+               broken: dict[str, str]) -> dict[str, Any]:
+    if spec.label in broken:
+        return {"error": broken[spec.label]}
+    safe = spec.label.replace("#", "-")
+    server = ServerProcess(spec, apps=list(metric.apps), extra_args=metric.extra_args(args.profile),
+                           log_path=logs_dir / f"{metric.name}-{safe}.log")
+    log(f"{metric.name}: starting {spec.label} serve {' '.join(server.argv[len(spec.command) + 1:])}")
+    try:
+        server.start()
+    except ServerStartError as exc:
+        msg = f"{spec.label} failed to start ({spec.describe()}): {exc}"
+        broken[spec.label] = msg
+        log(msg)
+        return {"error": msg}
+    except BaseException:
+        server.stop()
+        raise
+    log(f"{metric.name}: {spec.label} up on port {server.port} after {server.start_seconds:.1f}s (pid {server.popen.pid})")
+    load1 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    try:
+        result = metric.fn(MetricRun(server=server, profile=args.profile, log=log))
+    except Exception as exc:  # noqa: BLE001 - one failing metric must not end the run
+        tb = traceback.format_exc()
+        with open(logs_dir / f"{metric.name}-{safe}.traceback.txt", "w") as fh:
+            fh.write(tb)
+        alive = server.alive()
+        result = {"error": f"{type(exc).__name__}: {exc}" + ("" if alive else " (server process died)")}
+        log(f"{metric.name}: {spec.label} FAILED: {result['error']}")
+    finally:
+        server.stop()
+    result.setdefault("_seconds", round(time.perf_counter() - t0, 1))
+    result.setdefault("_loadavg_1min_at_start", round(load1, 2))
+    if "error" not in result:
+        shown = ", ".join(f"{k}={fmt_value(v)}" for k, v in result.items() if not k.startswith("_"))
+        log(f"{metric.name}: {spec.label}: {shown}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results_dir = Path(args.results_dir)
+    logs_dir = results_dir / "logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+
+    try:
+        import bokeh
+        bokeh_version = bokeh.__version__
+    except Exception:  # noqa: BLE001
+        bokeh_version = "?"
+    meta = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "profile": args.profile.name,
+        "python": platform.python_version(),
+        "bokeh": bokeh_version,
+        "host": {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]},
+        "servers": [{"label": s.label, "name": s.name, "command": s.describe()} for s in args.specs],
+        "metrics": [m.name for m in args.metrics],
+        "settings": dataclasses.asdict(args.profile),
+    }
+    log(f"profile={args.profile.name} servers={[s.label for s in args.specs]} "
+        f"metrics={[m.name for m in args.metrics]} loadavg={meta['host']['loadavg']}")
+
+    results: dict[str, dict[str, dict]] = {}
+    broken: dict[str, str] = {}
+    t_start = time.perf_counter()
+    interrupted = False
+    try:
+        for metric in args.metrics:
+            results[metric.name] = {}
+            for spec in args.specs:
+                results[metric.name][spec.label] = run_metric(metric, spec, args, logs_dir, broken)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted; writing partial results")
+    meta["seconds"] = round(time.perf_counter() - t_start, 1)
+
+    ran = [m for m in args.metrics if m.name in results]
+    rows = build_rows(ran, args.specs, results)
+    errors: list[str] = []
+    reported_broken: set[str] = set()
+    notes: dict[str, str] = {}
+    for metric in ran:
+        for spec in args.specs:
+            res = results[metric.name].get(spec.label, {})
+            if "error" in res:
+                if spec.label in broken and res["error"] == broken[spec.label]:
+                    if spec.label not in reported_broken:
+                        errors.append(f"{spec.label}: {res['error']}  (all its metrics skipped)")
+                        reported_broken.add(spec.label)
+                else:
+                    errors.append(f"{metric.name} on {spec.label}: {res['error']}")
+            elif res.get("_note"):
+                notes[f"{metric.name} / {spec.label}"] = (
+                    f"{res['_note']}; took {res.get('_seconds')}s; "
+                    f"1-min load average at start {res.get('_loadavg_1min_at_start')}")
+
+    payload = {"meta": meta, "results": results, "rows": rows, "problems": errors,
+               "interrupted": interrupted}
+    (results_dir / "latest.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    (results_dir / "latest.md").write_text(render_markdown(meta, rows, args.specs, notes, errors))
+
+    print()
+    print(f"bokeh-flask bench ({args.profile.name}) - {meta['seconds']:.0f}s, "
+          f"load average at start {meta['host']['loadavg']}")
+    print(render_text(rows, args.specs, errors))
+    print()
+    print(f"written: {results_dir / 'latest.json'}  {results_dir / 'latest.md'}  (server logs in {logs_dir})")
+    if interrupted:
+        return 130
+    return 1 if len(broken) == len(args.specs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""``python -m bokeh_flask`` is the ``bokeh-flask`` command."""
+from bokeh_flask.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The ``bokeh-flask`` command: ``serve`` takes ``bokeh serve``'s flags, ``secret`` makes a key.
+
+gevent patches the standard library before anything else is imported, so
+this module imports only argparse at the top.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import typing as t
+
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "None")
+DEFAULT_LOG_FORMAT = "%(asctime)s %(message)s"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line, without a traceback."""
+
+    def error(self, message: str) -> t.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="bokeh-flask", description="Serve Bokeh applications with Flask and gevent.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    serve = commands.add_parser("serve", help="serve Bokeh applications (the flags of `bokeh serve`)")
+    _add_serve_arguments(serve)
+    commands.add_parser("secret", help="print a new secret key for BOKEH_SECRET_KEY")
+    return parser
+
+
+def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    from .settings import (DEFAULT_CHECK_UNUSED_MS, DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_MESSAGE_BYTES,
+                           DEFAULT_PORT, DEFAULT_STATS_LOG_MS, DEFAULT_TOKEN_EXPIRATION_S,
+                           DEFAULT_UNUSED_LIFETIME_MS)
+
+    p.add_argument("files", metavar="DIRECTORY-OR-SCRIPT", nargs="*", help="apps to serve")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (0 = any free port)")
+    p.add_argument("--address", default=None, help="address to listen on (default: all interfaces)")
+    p.add_argument("--prefix", default="", help="URL prefix for every route")
+    p.add_argument("--show", action="store_true", help="open the apps in a browser")
+    p.add_argument("--glob", action="store_true", help="expand the file arguments with glob()")
+    p.add_argument("--allow-websocket-origin", metavar="HOST[:PORT]", action="append", default=None,
+                   help="a host allowed to open the websocket (repeatable; default localhost:<port>)")
+    p.add_argument("--keep-alive", type=int, default=DEFAULT_KEEP_ALIVE_MS, metavar="MILLISECONDS",
+                   help="interval of websocket keep-alive pings (0 turns them off)")
+    p.add_argument("--check-unused-sessions", type=int, default=DEFAULT_CHECK_UNUSED_MS, metavar="MILLISECONDS",
+                   help="how often to look for unused sessions")
+    p.add_argument("--unused-session-lifetime", type=int, default=DEFAULT_UNUSED_LIFETIME_MS,
+                   metavar="MILLISECONDS", help="how long a session without connections lives")
+    p.add_argument("--index", default=None, help="a Jinja2 template for the / index page")
+    p.add_argument("--disable-index", action="store_true", help="no index page at /")
+    p.add_argument("--disable-index-redirect", action="store_true", help="do not redirect / to a single app")
+    p.add_argument("--ico-path", default=None, help="favicon file, or 'none' to serve none")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="level of the server's log")
+    p.add_argument("--log-format", default=DEFAULT_LOG_FORMAT, help="logging format string")
+    p.add_argument("--log-file", default=None, help="write the log to this file")
+    p.add_argument("--websocket-max-message-size", type=int, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
+                   help="largest websocket message accepted (larger ones close with 1009)")
+    p.add_argument("--session-token-expiration", type=int, default=DEFAULT_TOKEN_EXPIRATION_S,
+                   metavar="SECONDS", help="how long a session token may be used to open a session")
+    p.add_argument("--stats-log-frequency", type=int, default=DEFAULT_STATS_LOG_MS, metavar="MILLISECONDS",
+                   help="interval of the (debug level) session statistics log")
+    p.add_argument("--mem-log-frequency", type=int, default=0, metavar="MILLISECONDS",
+                   help="interval of the memory log (0 = off; needs psutil)")
+    p.add_argument("--num-procs", type=int, default=1, help="number of worker processes (1 for now)")
+
+
+def split_args(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """Everything after ``--args`` is for the apps, exactly as ``bokeh serve`` does it."""
+    if "--args" in argv:
+        at = argv.index("--args")
+        return argv[:at], argv[at + 1:]
+    return argv, None
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, app_args = split_args(argv)
+    options = build_parser().parse_args(ours)
+    if options.command == "secret":
+        from bokeh.util.token import generate_secret_key
+
+        print(generate_secret_key())
+        return
+    serve(options, app_args)
+
+
+def serve(options: argparse.Namespace, app_args: list[str] | None) -> None:
+    from gevent import monkey
+
+    monkey.patch_all()
+    import logging
+
+    _configure_logging(options)
+    log = logging.getLogger("bokeh_flask.cli")
+    from .errors import BokehFlaskError
+
+    try:
+        server = _make_server(options, app_args)
+        server.start()
+    except (BokehFlaskError, OSError) as error:
+        sys.exit(f"bokeh-flask serve: error: {error}")
+    _announce(server, log)
+    if options.show:
+        for route in server._state.app_paths:
+            server.show(route)
+    server.run_until_shutdown()
+    log.info("Bokeh server stopped")
+
+
+def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.Any:
+    from .errors import ConfigError
+    from .loading import expand_globs
+    from .server import Server
+
+    if options.num_procs != 1:
+        raise ConfigError("--num-procs other than 1 is not supported yet; run gunicorn -k gevent -w N "
+                          "wsgi:app (see README)")
+    files = expand_globs(options.files) if options.glob else options.files
+    for path in files:
+        if not os.path.exists(path):
+            raise ConfigError(f"Path for Bokeh server application does not exist: {path}")
+    return Server(
+        files or None,
+        argv=app_args,
+        port=options.port,
+        address=options.address,
+        prefix=options.prefix,
+        allow_websocket_origin=options.allow_websocket_origin,
+        keep_alive_milliseconds=options.keep_alive,
+        check_unused_sessions_milliseconds=options.check_unused_sessions,
+        unused_session_lifetime_milliseconds=options.unused_session_lifetime,
+        stats_log_frequency_milliseconds=options.stats_log_frequency,
+        mem_log_frequency_milliseconds=options.mem_log_frequency,
+        use_index=not options.disable_index,
+        redirect_root=not options.disable_index_redirect,
+        index=options.index,
+        ico_path=options.ico_path,
+        websocket_max_message_size_bytes=options.websocket_max_message_size,
+        session_token_expiration=options.session_token_expiration,
+        num_procs=options.num_procs,
+    )
+
+
+def _configure_logging(options: argparse.Namespace) -> None:
+    import logging
+
+    level = options.log_level
+    numeric = logging.CRITICAL + 10 if level == "None" else (5 if level == "trace" else getattr(logging, level.upper()))
+    logging.basicConfig(level=numeric, format=options.log_format, filename=options.log_file)
+
+
+def _announce(server: t.Any, log: t.Any) -> None:
+    import bokeh
+    import gevent
+
+    log.info("Starting bokeh-flask server (Bokeh %s, gevent %s)", bokeh.__version__, gevent.__version__)
+    host = server.address or "localhost"
+    for route in server._state.app_paths:
+        url = f"http://{host}:{server.port}{server.prefix}{route if route != '/' else '/'}"
+        log.info("Bokeh app running at: %s", url)
+    log.info("Starting Bokeh server with process id: %d", os.getpid())

@@ -1,0 +1,170 @@
+"""One websocket client of one session: the bokeh protocol over a Transport.
+
+:class:`ServerConnection` assembles incoming websocket messages into bokeh
+messages with bokeh's ``Receiver``, answers PULL-DOC-REQ, PUSH-DOC, PATCH-DOC
+and SERVER-INFO-REQ, and writes each outgoing bokeh message as one unit so two
+messages never interleave on a socket. It knows nothing about sockets: a
+:class:`Transport` does the writing, which makes it testable with a recording
+transport.
+
+Errors are split in two: input that breaks the protocol (bad JSON, a binary
+frame where text is due, an unknown message type) closes this connection
+with 1002; a well-formed request whose handling raised (an app callback that
+raises, a patch naming an unknown model) gets an ``ERROR`` reply naming the
+problem, without a traceback, and the connection stays open as in
+``bokeh serve``.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import typing as t
+
+from bokeh.protocol import Protocol
+from bokeh.protocol.messages.error import error as ErrorMessage
+from bokeh.protocol.receiver import Receiver
+
+from .messages import Frame, message_frames
+from .scheduling import run_sync
+
+if t.TYPE_CHECKING:
+    from .sessions import ServerSession
+
+log = logging.getLogger(__name__)
+
+
+class CloseCode(enum.IntEnum):
+    """RFC 6455 close codes this server uses (never bokeh's invalid 10000/10001)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+
+
+class Transport(t.Protocol):
+    """Writes to one websocket."""
+
+    def send_frames(self, frames: t.Sequence[Frame]) -> None:
+        """Write the websocket messages of one bokeh message, uninterrupted."""
+
+    def ping(self, payload: bytes) -> None: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class ProtocolViolation(Exception):
+    """The client broke the bokeh protocol; the connection must close with 1002."""
+
+
+class ServerConnection:
+    """The bokeh protocol between one session and one websocket client."""
+
+    def __init__(self, session: ServerSession, transport: Transport) -> None:
+        self.session = session
+        self.protocol = Protocol()
+        self._transport = transport
+        self._receiver = Receiver(self.protocol)
+        self._handlers: dict[str, t.Callable[[t.Any], t.Any]] = {
+            "PULL-DOC-REQ": lambda m: session.pull(m, self),
+            "PUSH-DOC": lambda m: session.push(m, self),
+            "PATCH-DOC": lambda m: session.patch(m, self),
+            "SERVER-INFO-REQ": lambda m: self.protocol.create("SERVER-INFO-REPLY", m.header["msgid"]),
+        }
+        self.open = False
+        self.messages_received = 0
+        self._ping_count = 0
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Subscribe to the session and send ACK (bokeh clients require it first)."""
+        self.open = True
+        self.session.subscribe(self)
+        self.send_message(self.protocol.create("ACK"))
+
+    def detach(self) -> None:
+        """The socket is gone: stop receiving patches and tell the document."""
+        if not self.open:
+            return
+        self.open = False
+        self.session.unsubscribe(self)
+        try:
+            self.session.notify_connection_lost()
+        except Exception:
+            log.exception("Error while notifying session %s of a lost connection", self.session.id)
+
+    # -- receiving ---------------------------------------------------------
+
+    def receive(self, fragment: str | bytes) -> None:
+        """Consume one websocket message; handle the bokeh message it completes.
+
+        Raises :class:`ProtocolViolation` when the input breaks the protocol.
+        """
+        try:
+            message = run_sync(self._receiver.consume(fragment))
+        except Exception as error:
+            raise ProtocolViolation(_describe(error)) from error
+        if message is not None:
+            self.messages_received += 1
+            self.handle(message)
+
+    def handle(self, message: t.Any) -> None:
+        handler = self._handlers.get(message.msgtype)
+        if handler is None:
+            raise ProtocolViolation(f"a client may not send {message.msgtype} messages")
+        try:
+            reply = handler(message)
+        except Exception as error:
+            log.warning("Error handling %s for session %s: %s", message.msgtype, self.session.id,
+                        _describe(error), exc_info=True)
+            reply = self.error(message, f"{message.msgtype} failed: {_describe(error)}")
+        if reply is not None and self.open:
+            self.send_message(reply)
+
+    # -- replies -----------------------------------------------------------
+
+    def ok(self, message: t.Any) -> t.Any:
+        return self.protocol.create("OK", message.header["msgid"])
+
+    def error(self, message: t.Any, text: str) -> t.Any:
+        """An ERROR reply that says what went wrong and carries no traceback."""
+        header = ErrorMessage.create_header(request_id=message.header["msgid"])
+        return ErrorMessage(header, {}, {"text": text, "traceback": None})
+
+    # -- sending -----------------------------------------------------------
+
+    def send_message(self, message: t.Any) -> None:
+        self.send_frames(message_frames(message))
+
+    def send_frames(self, frames: t.Sequence[Frame]) -> None:
+        if not self.open:
+            return
+        try:
+            self._transport.send_frames(frames)
+        except Exception as error:
+            log.info("Could not write to a websocket of session %s (%s); dropping it",
+                     self.session.id, _describe(error))
+            self.detach()
+
+    def send_ping(self) -> None:
+        self._ping_count += 1
+        try:
+            self._transport.ping(str(self._ping_count).encode("ascii"))
+        except Exception as error:
+            log.debug("Ping failed: %s", _describe(error))
+
+    def close(self, code: int, reason: str) -> None:
+        try:
+            self._transport.close(code, reason)
+        finally:
+            self.detach()
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    if isinstance(error, KeyError):
+        text = f"unknown key {text}"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

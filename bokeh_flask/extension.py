@@ -1,0 +1,120 @@
+"""``BokehFlask``: bokeh applications as a Flask blueprint (or extension).
+
+Two equivalent ways to mount apps in any Flask site::
+
+    bk = BokehFlask({"/sliders": "sliders.py"})
+    bk.init_app(app, url_prefix="/dash")           # extension style
+    # or
+    app.register_blueprint(bk.blueprint, url_prefix="/dash")
+
+Every registration gets its own :class:`~bokeh_flask.state.BokehState` in
+``app.extensions["bokeh"][<blueprint name>]``; the extension never stores the
+Flask app. The routes (all under the blueprint's prefix) are those of
+``bokeh serve``: ``/<app>/``, ``/<app>/ws``, ``/<app>/autoload.js``,
+``/<app>/metadata``, ``/<app>/static/...``, ``/static/...``,
+``/static/extensions/...``, ``/favicon.ico`` and the ``/`` index.
+"""
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from flask import Blueprint, Flask
+from flask.blueprints import BlueprintSetupState
+
+from . import views, websocket
+from .curdoc import install_context_local_curdoc
+from .loading import build_applications
+from .scheduling import Scheduler
+from .settings import ServerSettings, normalise_prefix
+from .state import BokehState
+
+if t.TYPE_CHECKING:
+    from bokeh.application import Application
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "bokeh"
+
+
+def default_scheduler() -> Scheduler:
+    """gevent's scheduler when gevent has patched threading, else OS threads."""
+    import gevent.monkey
+
+    if gevent.monkey.is_module_patched("threading"):
+        from .greenlets import GeventScheduler
+
+        return GeventScheduler()
+    from .scheduling import ThreadScheduler
+
+    return ThreadScheduler()
+
+
+class BokehFlask:
+    """Serve bokeh applications from a Flask app.
+
+    :param applications: what ``bokeh serve`` or ``Server`` accept: paths,
+        ``modify_doc`` functions, ``Application`` objects, or a mapping of
+        routes to any of those.
+    :param name: the blueprint name (change it to mount two sets of apps).
+    :param settings: any :class:`~bokeh_flask.settings.ServerSettings` field,
+        e.g. ``keep_alive_milliseconds=0`` or ``allow_websocket_origin=[...]``.
+    """
+
+    def __init__(self, applications: t.Any = None, *, app: Flask | None = None, name: str = "bokeh",
+                 argv: t.Sequence[str] | None = None, scheduler: Scheduler | None = None,
+                 **settings: t.Any) -> None:
+        self.applications: dict[str, Application] = build_applications(applications, argv)
+        self._overrides = settings
+        self._scheduler = scheduler
+        self.blueprint = self._make_blueprint(name)
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, url_prefix: str | None = None) -> None:
+        """Register the blueprint on ``app`` (under ``url_prefix`` if given)."""
+        app.register_blueprint(self.blueprint, url_prefix=url_prefix)
+
+    def state(self, app: Flask) -> BokehState:
+        """The state this extension keeps on ``app``."""
+        return t.cast(BokehState, app.extensions[EXTENSION_KEY][self.blueprint.name])
+
+    # -- blueprint ----------------------------------------------------------
+
+    def _make_blueprint(self, name: str) -> Blueprint:
+        bp = Blueprint(name, __name__, template_folder="templates")
+        bp.record(self._on_register)
+        for route in sorted(self.applications, key=len, reverse=True):
+            _add_app_rules(bp, route, self.applications[route])
+        if "/" not in self.applications:
+            bp.add_url_rule("/", "index", views.index)
+        bp.add_url_rule("/favicon.ico", "favicon", views.favicon)
+        bp.add_url_rule("/static/extensions/<name>/<path:filename>", "extension_static", views.extension_static)
+        if "/" not in self.applications:
+            bp.add_url_rule("/static/<path:filename>", "static", views.bokehjs_static)
+        return bp
+
+    def _on_register(self, setup: BlueprintSetupState) -> None:
+        app = setup.app
+        states = app.extensions.setdefault(EXTENSION_KEY, {})
+        if setup.name in states:
+            return  # the same blueprint registered again under its own name
+        settings = ServerSettings.resolve(self._overrides, app.config)
+        url_prefix = normalise_prefix(setup.url_prefix)
+        install_context_local_curdoc()
+        scheduler = self._scheduler or default_scheduler()
+        states[setup.name] = BokehState(self.applications, settings, scheduler, url_prefix)
+        log.debug("bokeh blueprint %r registered at %r serving %s", setup.name, url_prefix or "/",
+                  ", ".join(sorted(self.applications)))
+
+
+def _add_app_rules(bp: Blueprint, route: str, application: Application) -> None:
+    base = "" if route == "/" else route
+    defaults = {"app_path": route}
+    bp.add_url_rule(base + "/", "doc", views.document_page, defaults=defaults, strict_slashes=False)
+    bp.add_url_rule(base + "/ws", "ws", websocket.websocket, defaults=defaults, websocket=True)
+    bp.add_url_rule(base + "/autoload.js", "autoload_js", views.autoload_js, defaults=defaults,
+                    methods=["GET", "OPTIONS"], provide_automatic_options=False)
+    bp.add_url_rule(base + "/metadata", "metadata", views.metadata, defaults=defaults)
+    bp.add_url_rule(base + "/static/<path:filename>", "app_static", views.app_static, defaults=defaults)
+

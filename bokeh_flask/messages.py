@@ -1,0 +1,67 @@
+"""Bokeh protocol messages as websocket frames, and batched PATCH-DOC creation.
+
+A bokeh message travels as an ordered run of websocket messages: header,
+metadata and content as text, then a text buffer header and a binary payload
+for each buffer. :func:`message_frames` gives that run so a transport can write
+it in one go. :class:`PatchBatch` serialises the document events of one locked
+operation once per distinct recipient view, instead of once per connection
+and event as bokeh's Tornado server does.
+"""
+from __future__ import annotations
+
+import json
+import typing as t
+
+from bokeh.core.serialization import Serializer
+from bokeh.protocol.messages.patch_doc import patch_doc
+
+Frame = t.Union[str, bytes]
+
+
+def message_frames(message: t.Any) -> list[Frame]:
+    """The websocket messages that carry one bokeh ``Message``, in order."""
+    frames: list[Frame] = [message.header_json, message.metadata_json, message.content_json]
+    for buffer in message.buffers:
+        frames.append(json.dumps(buffer.ref))
+        frames.append(buffer.to_bytes())
+    return frames
+
+
+def frames_size(frames: t.Sequence[Frame]) -> int:
+    return sum(len(f) for f in frames)
+
+
+class PatchBatch:
+    """PATCH-DOC messages for one batch of events of one document.
+
+    All serialisations in a batch use the same snapshot of the models the
+    clients already know, so every recipient receives the definitions of new
+    models, and the document's "new model" set is flushed once at the end.
+    """
+
+    def __init__(self, document: t.Any) -> None:
+        self._document = document
+        self._references = document.models.synced_references
+        self._serializers: list[Serializer] = []
+        self._cache: dict[tuple[int, ...], list[Frame]] = {}
+
+    def frames_for(self, events: t.Sequence[t.Any]) -> list[Frame]:
+        """Frames of one PATCH-DOC carrying ``events`` (reused for equal event lists)."""
+        key = tuple(id(e) for e in events)
+        frames = self._cache.get(key)
+        if frames is None:
+            serializer = Serializer(references=self._references)
+            content = {"events": serializer.encode(list(events))}
+            message = patch_doc(patch_doc.create_header(), {}, content)
+            message.add_buffers(*serializer.buffers)
+            self._serializers.append(serializer)
+            frames = self._cache[key] = message_frames(message)
+        return frames
+
+    def finish(self) -> None:
+        """Mark every model that went out in this batch as known to clients."""
+        if self._serializers:
+            serializers = self._serializers
+            self._document.models.flush_synced(
+                lambda model: not any(s.has_ref(model) for s in serializers)
+            )

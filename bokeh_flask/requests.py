@@ -1,0 +1,67 @@
+"""The request object bokeh applications see, in the shape Tornado gave them.
+
+Bokeh apps read ``curdoc().session_context.request.arguments`` (a dict of
+lists of ``bytes``), ``.headers``, ``.cookies`` and sometimes ``.uri``,
+``.path``, ``.host``, ``.remote_ip`` or ``.protocol``; ``app_hooks.py``'s
+``process_request(request)`` gets the same object. :class:`RequestInfo` is
+that object, built from a WSGI request without Tornado.
+"""
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """A plain, Tornado-shaped view of one HTTP request."""
+
+    arguments: dict[str, list[bytes]] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    cookies: dict[str, str] = field(default_factory=dict)
+    uri: str = "/"
+    path: str = "/"
+    query: str = ""
+    host: str = ""
+    remote_ip: str | None = None
+    protocol: str = "http"
+    method: str = "GET"
+
+    @classmethod
+    def from_flask(cls, request: t.Any) -> RequestInfo:
+        """Build from a ``flask.Request`` (or any werkzeug request)."""
+        arguments = {key: [v.encode("utf-8") for v in request.args.getlist(key)] for key in request.args}
+        query = request.query_string.decode("latin-1")
+        return cls(
+            arguments=arguments,
+            headers=dict(request.headers.items()),
+            cookies=dict(request.cookies.items()),
+            uri=request.path + (f"?{query}" if query else ""),
+            path=request.path,
+            query=query,
+            host=request.host,
+            remote_ip=request.remote_addr,
+            protocol=request.scheme,
+            method=request.method,
+        )
+
+    def with_payload(self, payload: t.Mapping[str, t.Any]) -> RequestInfo:
+        """This request with arguments, headers and cookies taken from a session token.
+
+        A websocket (perhaps in another process) recreates the session from the
+        token the page request put these in, so the app sees the page request.
+        """
+        changes: dict[str, t.Any] = {}
+        for name in ("arguments", "headers", "cookies"):
+            if name in payload and payload[name] is not None:
+                changes[name] = dict(payload[name])
+        arguments = changes.get("arguments", self.arguments)
+        changes["arguments"] = {k: v for k, v in arguments.items() if k != "bokeh-session-id"}
+        cookies = changes.get("cookies")
+        headers = changes.get("headers")
+        if cookies and headers is not None and "Cookie" not in headers:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        return replace(self, **changes)
+
+    def get(self, name: str, default: t.Any = None) -> t.Any:
+        return getattr(self, name, default)

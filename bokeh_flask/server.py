@@ -1,0 +1,183 @@
+"""``Server``: one process serving bokeh apps with gevent's WSGI server.
+
+It mirrors ``bokeh.server.server.Server``: ``start()`` returns at once,
+``run_until_shutdown()`` blocks until SIGINT/SIGTERM or ``stop()``,
+``show()``, ``get_session()``, ``get_sessions()``, and the ``port``,
+``address``, ``prefix`` and ``index`` properties. Every ``BokehTornado``
+keyword (``keep_alive_milliseconds``, ``unused_session_lifetime_milliseconds``,
+``session_token_expiration`` ...) is accepted as a keyword too.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import typing as t
+
+from .errors import ConfigError
+from .settings import ServerSettings
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+
+    from .sessions import ServerSession
+    from .state import BokehState
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_SECONDS = 5.0
+
+
+def ensure_gevent_patched() -> None:
+    """Monkey-patch the standard library for gevent if nobody has yet."""
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        log.warning("gevent had not patched the standard library; patching now. Import bokeh_flask's "
+                    "server (or call gevent.monkey.patch_all()) first thing in your program to avoid this.")
+        monkey.patch_all()
+
+
+class _LoopHandle:
+    """Stands in for ``Server.io_loop``: ``start()`` blocks until the server stops."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def start(self) -> None:
+        self._server.run_until_shutdown()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+class Server:
+    """Serve ``applications`` on ``address:port`` (see ``bokeh.server.server.Server``)."""
+
+    def __init__(self, applications: t.Any = None, *, io_loop: t.Any = None,
+                 http_server_kwargs: dict[str, t.Any] | None = None, **kwargs: t.Any) -> None:
+        if io_loop is not None:
+            raise ConfigError("bokeh-flask runs on gevent: do not pass io_loop (there is no Tornado IOLoop)")
+        ensure_gevent_patched()
+        from .factory import create_app
+
+        self._http_server_kwargs = dict(http_server_kwargs or {})
+        kwargs = _translate_server_kwargs(kwargs)
+        argv = kwargs.pop("argv", None)
+        self.flask_app: Flask = create_app(applications, argv=argv, **kwargs)
+        self._state: BokehState = self.flask_app.extensions["bokeh"]["bokeh"]
+        if self._state.settings.num_procs != 1:
+            raise ConfigError("Server runs one process; for num_procs > 1 use `bokeh-flask serve --num-procs N` "
+                              "or gunicorn -k gevent -w N")
+        self._wsgi: t.Any = None
+        self._started = False
+        self._stopped = False
+        self._done = None
+
+    # -- properties ----------------------------------------------------------
+
+    @property
+    def settings(self) -> ServerSettings:
+        return self._state.settings
+
+    @property
+    def port(self) -> int:
+        if self._wsgi is not None and self._wsgi.server_port:
+            return int(self._wsgi.server_port)
+        return self.settings.port
+
+    @property
+    def address(self) -> str | None:
+        return self.settings.address
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.prefix
+
+    @property
+    def index(self) -> str | None:
+        return self.settings.index
+
+    @property
+    def io_loop(self) -> _LoopHandle:
+        return _LoopHandle(self)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Listen and start the periodic jobs and ``on_server_loaded`` hooks; returns at once."""
+        if self._started:
+            return
+        import gevent.event
+        from gevent.pywsgi import WSGIServer
+
+        self._started = True
+        self._done = gevent.event.Event()
+        options = {"log": logging.getLogger("bokeh_flask.access"), "error_log": logging.getLogger("bokeh_flask.wsgi")}
+        options.update(self._http_server_kwargs)
+        self._wsgi = WSGIServer((self.settings.address or "", self.settings.port), self.flask_app, **options)
+        self._wsgi.start()
+        if self.settings.port == 0:
+            # the default websocket allowlist names the port actually bound
+            self._state.settings = self.settings.replace(port=int(self._wsgi.server_port))
+        self._state.start()
+
+    def stop(self, wait: bool = True) -> None:
+        """Close websockets, discard sessions, run ``on_server_unloaded``, stop listening."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._state.stop()
+        if self._wsgi is not None:
+            self._wsgi.stop(timeout=STOP_TIMEOUT_SECONDS if wait else 0)
+        if self._done is not None:
+            self._done.set()
+
+    def unlisten(self) -> None:
+        """Stop accepting new connections; open ones keep working."""
+        if self._wsgi is not None:
+            self._wsgi.close()
+
+    def run_until_shutdown(self) -> None:
+        """Serve until SIGINT or SIGTERM (or ``stop()``), then shut down cleanly."""
+        import gevent
+
+        self.start()
+        handlers = [gevent.signal_handler(sig, lambda: gevent.spawn(self.stop))
+                    for sig in (signal.SIGINT, signal.SIGTERM)]
+        try:
+            assert self._done is not None
+            self._done.wait()
+        finally:
+            for handler in handlers:
+                handler.cancel()
+
+    # -- sessions ------------------------------------------------------------
+
+    def get_sessions(self, app_path: str | None = None) -> list[ServerSession]:
+        if app_path is not None:
+            return self._state.context_for(app_path).sessions
+        return [s for c in self._state.contexts.values() for s in c.sessions]
+
+    def get_session(self, app_path: str, session_id: str) -> ServerSession:
+        return self._state.context_for(app_path).get_session(session_id)
+
+    def show(self, app_path: str, browser: str | None = None, new: str = "tab") -> None:
+        """Open ``app_path`` in a browser (``new`` is "tab" or "window")."""
+        from bokeh.util.browser import view
+
+        if not app_path.startswith("/"):
+            raise ValueError("app_path must start with a /")
+        host = self.address if self.address not in (None, "", "0.0.0.0", "::") else "localhost"
+        view(f"http://{host}:{self.port}{self.prefix}{app_path}", browser=browser, new=new)
+
+
+def _translate_server_kwargs(kwargs: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Accept ``Server``'s own names for settings that ServerSettings names differently."""
+    renames = {"websocket_max_message_size": "websocket_max_message_size_bytes",
+               "extra_websocket_origins": "allow_websocket_origin"}
+    out = {}
+    for key, value in kwargs.items():
+        out[renames.get(key, key)] = value
+    if "allow_websocket_origin" in out and out["allow_websocket_origin"] is None:
+        del out["allow_websocket_origin"]
+    return out

@@ -1,0 +1,189 @@
+"""Server settings: one frozen dataclass with ``bokeh serve``'s names and defaults.
+
+Every option of ``bokeh serve`` that this server honours has one field here. The
+precedence, applied by :meth:`ServerSettings.resolve`, is: explicit keyword
+arguments (or CLI flags), then the Flask ``app.config`` key of the same name in
+upper case with a ``BOKEH_`` prefix, then bokeh's own environment variables
+(``BOKEH_SECRET_KEY``, ``BOKEH_SIGN_SESSIONS``, ``BOKEH_ICO_PATH`` ...), then the
+default. ``BOKEH_ALLOW_WS_ORIGIN`` is read when a websocket opens, exactly as
+``bokeh serve`` does, and replaces the configured allowlist.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing as t
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .origins import with_default_port
+
+DEFAULT_PORT = 5006
+DEFAULT_KEEP_ALIVE_MS = 37_000
+DEFAULT_CHECK_UNUSED_MS = 17_000
+DEFAULT_UNUSED_LIFETIME_MS = 15_000
+DEFAULT_STATS_LOG_MS = 15_000
+DEFAULT_MAX_MESSAGE_BYTES = 20 * 1024 * 1024
+DEFAULT_TOKEN_EXPIRATION_S = 300
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Every tunable of one bokeh-flask server, named as ``BokehTornado`` names them."""
+
+    port: int = DEFAULT_PORT
+    address: str | None = None
+    prefix: str = ""
+    allow_websocket_origin: tuple[str, ...] = ()
+    keep_alive_milliseconds: int = DEFAULT_KEEP_ALIVE_MS
+    check_unused_sessions_milliseconds: int = DEFAULT_CHECK_UNUSED_MS
+    unused_session_lifetime_milliseconds: int = DEFAULT_UNUSED_LIFETIME_MS
+    stats_log_frequency_milliseconds: int = DEFAULT_STATS_LOG_MS
+    mem_log_frequency_milliseconds: int = 0
+    use_index: bool = True
+    redirect_root: bool = True
+    index: str | None = None
+    ico_path: str | None = None
+    websocket_max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    session_token_expiration: int = DEFAULT_TOKEN_EXPIRATION_S
+    secret_key: bytes | None = None
+    sign_sessions: bool = False
+    generate_session_ids: bool = True
+    include_headers: tuple[str, ...] | None = None
+    exclude_headers: tuple[str, ...] | None = None
+    include_cookies: tuple[str, ...] | None = None
+    exclude_cookies: tuple[str, ...] | None = None
+    absolute_url: str | None = None
+    num_procs: int = 1
+    use_xheaders: bool = False
+    extra: dict[str, t.Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def resolve(
+        cls,
+        overrides: t.Mapping[str, t.Any] | None = None,
+        config: t.Mapping[str, t.Any] | None = None,
+        environ: t.Mapping[str, str] | None = None,
+    ) -> ServerSettings:
+        """Merge keyword overrides, Flask config and bokeh's environment variables."""
+        overrides = dict(overrides or {})
+        config = config or {}
+        environ = os.environ if environ is None else environ
+        unknown = set(overrides) - cls.field_names()
+        if unknown:
+            raise ConfigError(
+                f"Unknown bokeh-flask setting(s): {', '.join(sorted(unknown))}. "
+                f"Known settings are: {', '.join(sorted(cls.field_names() - {'extra'}))}."
+            )
+        values: dict[str, t.Any] = {}
+        for name in cls.field_names() - {"extra"}:
+            key = "BOKEH_" + name.upper()
+            if name in overrides and overrides[name] is not None:
+                values[name] = overrides[name]
+            elif key in config:
+                values[name] = config[key]
+        values.update(_from_bokeh_environment(values, environ))
+        return cls(**_normalise(values))
+
+    def replace(self, **changes: t.Any) -> ServerSettings:
+        return dataclasses.replace(self, **_normalise(changes))
+
+    # -- checks -------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the fix for any impossible value."""
+        for name in ("check_unused_sessions_milliseconds", "unused_session_lifetime_milliseconds",
+                     "stats_log_frequency_milliseconds", "session_token_expiration"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0 (got {getattr(self, name)!r})")
+        for name in ("keep_alive_milliseconds", "mem_log_frequency_milliseconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0; use 0 to turn it off (got {getattr(self, name)!r})")
+        if self.websocket_max_message_size_bytes <= 0:
+            raise ConfigError("websocket_max_message_size_bytes must be > 0")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be between 0 and 65535 (got {self.port})")
+        if self.num_procs < 0:
+            raise ConfigError("num_procs must be >= 0 (0 means one process per core)")
+        if self.include_headers is not None and self.exclude_headers is not None:
+            raise ConfigError("Give include_headers or exclude_headers, not both")
+        if self.include_cookies is not None and self.exclude_cookies is not None:
+            raise ConfigError("Give include_cookies or exclude_cookies, not both")
+        if self.sign_sessions and not self.secret_key:
+            raise ConfigError(
+                "Signed session ids need a secret key: set BOKEH_SECRET_KEY "
+                "(generate one with `bokeh-flask secret`)"
+            )
+        if not self.generate_session_ids and not self.sign_sessions:
+            raise ConfigError("external-signed session ids need signing turned on (sign_sessions=True)")
+
+    # -- derived values -----------------------------------------------------
+
+    def websocket_origins(self) -> set[str]:
+        """The configured websocket allowlist, ``localhost:<port>`` when none is given."""
+        origins = set(self.allow_websocket_origin)
+        if not origins:
+            origins.add(f"localhost:{self.port}")
+        return {_with_default_port(o) for o in origins}
+
+
+def normalise_prefix(prefix: str | None) -> str:
+    """``"foo/"`` -> ``"/foo"``; empty or ``"/"`` -> ``""``."""
+    prefix = (prefix or "").strip("/")
+    return f"/{prefix}" if prefix else ""
+
+
+def _with_default_port(host: str) -> str:
+    host = host.strip().lower()
+    return host if host == "*" else with_default_port(host)
+
+
+def _normalise(values: dict[str, t.Any]) -> dict[str, t.Any]:
+    out = dict(values)
+    if "prefix" in out:
+        out["prefix"] = normalise_prefix(out["prefix"])
+    for name in ("allow_websocket_origin",):
+        if name in out and out[name] is not None:
+            value = out[name]
+            out[name] = tuple([value] if isinstance(value, str) else value)
+    for name in ("include_headers", "exclude_headers", "include_cookies", "exclude_cookies"):
+        if name in out and out[name] is not None:
+            value = out[name]
+            out[name] = tuple(value.split(",") if isinstance(value, str) else value)
+    if isinstance(out.get("secret_key"), str):
+        out["secret_key"] = out["secret_key"].encode("utf-8")
+    return out
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in {"1", "yes", "true", "on"}
+
+
+def _from_bokeh_environment(values: dict[str, t.Any], environ: t.Mapping[str, str]) -> dict[str, t.Any]:
+    """Fill what bokeh reads from its environment variables, where nothing else set it."""
+    found: dict[str, t.Any] = {}
+    if "secret_key" not in values and environ.get("BOKEH_SECRET_KEY"):
+        found["secret_key"] = environ["BOKEH_SECRET_KEY"]
+    if "sign_sessions" not in values and environ.get("BOKEH_SIGN_SESSIONS"):
+        found["sign_sessions"] = _truthy(environ["BOKEH_SIGN_SESSIONS"])
+    if "ico_path" not in values and environ.get("BOKEH_ICO_PATH"):
+        found["ico_path"] = environ["BOKEH_ICO_PATH"]
+    return found
+
+
+def env_websocket_origins(environ: t.Mapping[str, str] | None = None) -> set[str] | None:
+    """``BOKEH_ALLOW_WS_ORIGIN`` as a set, or ``None`` when unset (it overrides the allowlist)."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("BOKEH_ALLOW_WS_ORIGIN", "").strip()
+    if not raw:
+        return None
+    return {_with_default_port(h) for h in raw.split(",") if h.strip()}

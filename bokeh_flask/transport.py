@@ -1,0 +1,135 @@
+"""A server websocket for bokeh sessions, built on flask-sock's simple-websocket.
+
+simple-websocket gives the handshake for every WSGI server flask-sock supports
+(gevent's pywsgi, gunicorn's gevent worker, werkzeug) and a reader thread
+(a greenlet when gevent has patched ``threading``). This subclass changes what
+a bokeh server needs changed:
+
+* all writes go through one lock and ``sendall``, and the frames of one bokeh
+  message leave in a single write (no interleaving, no partial sends, and no
+  Nagle delay: ``TCP_NODELAY`` is set as well);
+* permessage-deflate is not negotiated (``bokeh serve`` does not compress by
+  default, and inflating untrusted input needs limits this library lacks);
+* ``close`` accepts the named close codes and shuts the socket down if the
+  peer does not answer, so no reader is left blocked.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import typing as t
+
+from simple_websocket import ConnectionClosed, Server
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+
+from .messages import Frame
+
+log = logging.getLogger(__name__)
+
+CLOSE_GRACE_SECONDS = 2.0
+
+
+class _LockedSocket:
+    """The socket a websocket writes through: every send is a locked ``sendall``."""
+
+    def __init__(self, sock: socket.socket, lock: t.Any) -> None:
+        self._sock = sock
+        self._lock = lock
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self._sock, name)
+
+
+class BokehWebSocket(Server):
+    """simple-websocket's ``Server`` with atomic bokeh messages and named close codes."""
+
+    def __init__(self, environ: dict[str, t.Any], *, max_message_size: int) -> None:
+        self._write_lock = threading.RLock()
+        self._raw_sock: socket.socket | None = None
+        super().__init__(environ, subprotocols=["bokeh"], max_message_size=max_message_size)
+
+    # Base.__init__ assigns ``self.sock``; wrap it before anything is written.
+    @property  # type: ignore[override]
+    def sock(self) -> t.Any:
+        return self._locked_sock
+
+    @sock.setter
+    def sock(self, value: socket.socket) -> None:
+        self._raw_sock = value
+        try:
+            value.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass  # not TCP (a unix socket): nothing to tune
+        self._locked_sock = _LockedSocket(value, self._write_lock)
+
+    def handshake(self) -> None:
+        """Answer the upgrade request, offering no extensions."""
+        lines = [b"GET / HTTP/1.1\r\n"]
+        for key, value in self.environ.items():
+            if key.startswith("HTTP_") and key != "HTTP_SEC_WEBSOCKET_EXTENSIONS":
+                header = "-".join(p.capitalize() for p in key[5:].split("_"))
+                lines.append(f"{header}: {value}\r\n".encode("latin-1"))
+        lines.append(b"\r\n")
+        self.ws.receive_data(b"".join(lines))
+        self.connected = self._handle_events()
+
+    def send_frames(self, frames: t.Sequence[Frame]) -> None:
+        """Write the websocket messages of one bokeh message in one ``sendall``."""
+        with self._write_lock:
+            if not self.connected:
+                raise ConnectionClosed(self.close_reason, self.close_message)
+            data = b"".join(
+                self.ws.send(BytesMessage(data=f) if isinstance(f, bytes) else TextMessage(data=f))
+                for f in frames
+            )
+            self._locked_sock.send(data)
+
+    def ping(self, payload: bytes) -> None:
+        with self._write_lock:
+            if self.connected:
+                self._locked_sock.send(self.ws.send(Ping(payload=payload)))
+
+    def close_with(self, code: int, reason: str) -> None:
+        """Send a close frame (if still open) and make sure the reader ends."""
+        with self._write_lock:
+            if self.connected:
+                try:
+                    self._locked_sock.send(self.ws.send(CloseConnection(code=code, reason=reason[:120])))
+                except OSError:
+                    pass
+                self.connected = False
+        self.event.set()
+        self.thread.join(timeout=CLOSE_GRACE_SECONDS)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Shut the socket down so a reader still blocked in ``recv`` returns."""
+        if self._raw_sock is not None:
+            try:
+                self._raw_sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class WebSocketTransport:
+    """The :class:`~bokeh_flask.connection.Transport` over a :class:`BokehWebSocket`."""
+
+    def __init__(self, ws: BokehWebSocket) -> None:
+        self.ws = ws
+        self.bytes_out = 0
+
+    def send_frames(self, frames: t.Sequence[Frame]) -> None:
+        self.ws.send_frames(frames)
+        self.bytes_out += sum(len(f) for f in frames)
+
+    def ping(self, payload: bytes) -> None:
+        self.ws.ping(payload)
+
+    def close(self, code: int, reason: str) -> None:
+        self.ws.close_with(code, reason)

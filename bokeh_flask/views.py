@@ -1,0 +1,199 @@
+"""The HTTP views of the bokeh blueprint: pages, autoload.js, metadata, static files, index."""
+from __future__ import annotations
+
+import logging
+import typing as t
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from flask import Response, abort, current_app, jsonify, redirect, render_template, request, send_file
+from jinja2 import Template
+
+from .errors import PermissionDenied, SessionError
+from .origins import origin_allowed
+from .requests import RequestInfo
+from .resources import ONE_YEAR_SECONDS, bokehjs_dir, extension_dirs, icon_path, resources_for, safe_join
+from .settings import env_websocket_origins
+from .state import BokehState
+from .tokens import check_page_token, check_session_id, requested_session, token_for
+
+if t.TYPE_CHECKING:
+    from .sessions import ServerSession
+
+log = logging.getLogger(__name__)
+
+
+def current_state() -> BokehState:
+    """The :class:`BokehState` of the blueprint that is handling this request."""
+    name = (request.blueprint or "").rsplit(".", 1)[-1]
+    state: BokehState = current_app.extensions["bokeh"][name]
+    state.start()
+    return state
+
+
+def base_url(state: BokehState) -> str:
+    """Where the blueprint is mounted, seen from the browser (``SCRIPT_NAME`` included)."""
+    return request.script_root + state.url_prefix
+
+
+@dataclass
+class _PageSession:
+    """What bokeh's page renderers read of a session: this request's token and the document."""
+
+    id: str
+    token: str
+    document: t.Any
+
+
+def session_for_request(state: BokehState, app_path: str) -> _PageSession:
+    """Find or build the session a page request names, with a token for this request."""
+    context = state.context_for(app_path)
+    settings = state.settings
+    arguments = {key: request.args.get(key, "") for key in ("bokeh-token", "bokeh-session-id") if key in request.args}
+    try:
+        session_id, token = requested_session(arguments, request.headers, settings)
+        info = RequestInfo.from_flask(request)
+        if token is None:
+            check_session_id(session_id, settings)
+            extra = context.application.process_request(info) or {}
+            token = token_for(session_id, info, settings, extra)
+        else:
+            check_page_token(token, settings)
+        session: ServerSession = context.create_session_if_needed(session_id, info, token)
+    except PermissionDenied as denied:
+        log.warning("Refused %s %s: %s", request.method, request.path, denied.reason)
+        abort(denied.status, denied.reason)
+    except SessionError as error:
+        abort(500, str(error))
+    return _PageSession(session.id, token, session.document)
+
+
+def document_page(app_path: str) -> Response:
+    """``GET /<app>/``: a full HTML page for a new (or named) session."""
+    from bokeh.embed.server import server_html_page_for_session
+
+    state = current_state()
+    page_session = session_for_request(state, app_path)
+    document = page_session.document
+    html = server_html_page_for_session(
+        page_session, resources=resources_for(base_url(state)), title=document.title,
+        template=document.template, template_variables=document.template_variables,
+    )
+    return Response(html, mimetype="text/html")
+
+
+def autoload_js(app_path: str) -> Response:
+    """``GET /<app>/autoload.js``: script that loads BokehJS and renders into an element."""
+    from bokeh.core.templates import AUTOLOAD_JS
+    from bokeh.embed.bundle import Script, bundle_for_objs_and_resources
+    from bokeh.embed.elements import script_for_render_items
+    from bokeh.embed.util import RenderItem
+
+    if request.method == "OPTIONS":
+        return autoload_preflight()
+    state = current_state()
+    element_id = request.args.get("bokeh-autoload-element")
+    if not element_id:
+        abort(400, "No bokeh-autoload-element query parameter")
+    page_session = session_for_request(state, app_path)
+    app_url = request.args.get("bokeh-app-path", "/")
+    absolute_url = request.args.get("bokeh-absolute-url")
+    if absolute_url:
+        parsed = urlparse(absolute_url)
+        server_root = f"{parsed.scheme}://{parsed.netloc}{base_url(state)}"
+    else:
+        server_root = base_url(state)
+    resources = resources_for(server_root) if request.args.get("resources", "default") != "none" else None
+    bundle = bundle_for_objs_and_resources(None, resources)
+    render_items = [RenderItem(token=page_session.token, elementid=element_id, use_for_title=False)]
+    bundle.add(Script(script_for_render_items({}, render_items, app_path=app_url, absolute_url=absolute_url)))
+    response = Response(AUTOLOAD_JS.render(bundle=bundle, elementid=element_id),
+                        mimetype="application/javascript")
+    _add_cors_headers(state, response)
+    return response
+
+
+def autoload_preflight() -> Response:
+    """``OPTIONS /<app>/autoload.js``: the CORS preflight browsers send first."""
+    response = Response(status=200)
+    _add_cors_headers(current_state(), response)
+    response.headers["Access-Control-Allow-Methods"] = "PUT, GET, OPTIONS"
+    return response
+
+
+def _add_cors_headers(state: BokehState, response: Response) -> None:
+    """Anyone may load autoload.js; credentials are allowed only for allowlisted origins.
+
+    bokeh 3.9 reflects any ``Origin`` with credentials (bokeh#15104); this server
+    reflects only origins its websocket would accept.
+    """
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Allow-Headers"] = "*"
+    origin = request.headers.get("Origin")
+    if origin and origin_allowed(origin, env_websocket_origins() or state.settings.websocket_origins()):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Vary"] = "Origin"
+
+
+def metadata(app_path: str) -> Response:
+    """``GET /<app>/metadata``: the application's metadata as JSON."""
+    state = current_state()
+    data = state.context_for(app_path).application.metadata
+    if callable(data):
+        data = data()
+    return jsonify({"url": base_url(state) + (app_path if app_path != "/" else ""), "data": data or {}})
+
+
+def app_static(app_path: str, filename: str) -> Response:
+    """``GET /<app>/static/<file>``: a directory app's own ``static/`` folder."""
+    state = current_state()
+    static_dir = state.context_for(app_path).application.static_path
+    if static_dir:
+        path = safe_join(static_dir, filename)
+        if path is not None and path.is_file():
+            return send_file(path, conditional=True)
+    if app_path == "/":
+        return bokehjs_static(filename)  # the root app shares /static/ with BokehJS
+    abort(404)
+
+
+def bokehjs_static(filename: str) -> Response:
+    """``GET /static/<file>``: BokehJS, cached for a year when the URL is versioned."""
+    path = safe_join(bokehjs_dir(), filename)
+    if path is None or not path.is_file():
+        abort(404)
+    max_age = ONE_YEAR_SECONDS if "v" in request.args else None
+    return send_file(path, conditional=True, max_age=max_age)
+
+
+def extension_static(name: str, filename: str) -> Response:
+    """``GET /static/extensions/<name>/<file>``: assets of installed Bokeh extensions."""
+    root = extension_dirs().get(name)
+    path = safe_join(root, filename) if root is not None else None
+    if path is None or not path.is_file():
+        abort(404)
+    return send_file(path, conditional=True)
+
+
+def favicon() -> Response:
+    """``GET /favicon.ico``: bokeh's icon, the ``ico_path`` file, or 404 for ``none``."""
+    path = icon_path(current_state().settings.ico_path)
+    if path is None:
+        abort(404)
+    return send_file(path, mimetype="image/x-icon", conditional=True)
+
+
+def index() -> Response | str:
+    """``GET /``: redirect to the only app, or list the apps."""
+    state = current_state()
+    if not state.settings.use_index:
+        abort(404)
+    paths = state.app_paths
+    prefix = base_url(state)
+    if state.settings.redirect_root and len(paths) == 1:
+        return redirect(prefix + paths[0])
+    if state.settings.index:
+        with open(state.settings.index, encoding="utf-8") as file:
+            return Template(file.read()).render(prefix=prefix, items=paths)
+    return render_template("bokeh/index.html", prefix=prefix, items=paths)

@@ -1,0 +1,115 @@
+"""The ``/<app>/ws`` view: checks before the upgrade, then the receive loop.
+
+Every refusal (not a websocket request, a foreign ``Origin``, a missing or bad
+token, an expired token) is an HTTP 403 answered *before* the upgrade, so the
+client gets a real status instead of an accepted-then-closed socket. After the
+upgrade the connection sends ACK and feeds each websocket message to its
+:class:`~bokeh_flask.connection.ServerConnection`.
+"""
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from flask import Response, abort, request
+from simple_websocket import ConnectionClosed
+
+from .connection import CloseCode, ProtocolViolation, ServerConnection
+from .errors import PermissionDenied, SessionError
+from .origins import origin_allowed, origin_host
+from .requests import RequestInfo
+from .settings import env_websocket_origins
+from .state import BokehState
+from .tokens import check_token
+from .transport import BokehWebSocket, WebSocketTransport
+from .views import current_state
+
+log = logging.getLogger(__name__)
+
+
+def websocket(app_path: str) -> Response:
+    """Serve one bokeh websocket connection for the session its token names."""
+    state = current_state()
+    context = state.context_for(app_path)
+    try:
+        token = _check_handshake(state)
+        session_id = check_token(token, state.settings)
+        session = context.create_session_if_needed(session_id, RequestInfo.from_flask(request), token)
+    except PermissionDenied as denied:
+        log.warning("Refused websocket for %s: %s", request.path, denied.reason)
+        abort(denied.status, denied.reason)
+    except SessionError as error:
+        abort(500, str(error))
+
+    ws = BokehWebSocket(request.environ, max_message_size=state.settings.websocket_max_message_size_bytes)
+    connection = ServerConnection(session, WebSocketTransport(ws))
+    state.connections.add(connection)
+    log.info("WebSocket connection opened")
+    try:
+        connection.start()
+        _receive_loop(ws, connection, state)
+    finally:
+        state.connections.discard(connection)
+        connection.detach()
+        ws.shutdown()
+        log.info("WebSocket connection closed: code=%s", ws.close_reason)
+    return _finished_response(ws)
+
+
+def _check_handshake(state: BokehState) -> str:
+    """Refuse what ``bokeh serve`` refuses; returns the token from the subprotocol header."""
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise PermissionDenied("this URL only accepts websocket connections", status=400)
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        allowed = env_websocket_origins() or state.settings.websocket_origins()
+        if not origin_allowed(origin, allowed):
+            host = origin_host(origin)
+            log.error(
+                "Refusing websocket connection from Origin '%s'; use --allow-websocket-origin=%s "
+                "or set BOKEH_ALLOW_WS_ORIGIN=%s to permit this; currently we allow origins %r",
+                origin, host, host, sorted(allowed),
+            )
+            raise PermissionDenied(f"Origin {origin!r} is not allowed to open this websocket")
+    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    if len(protocols) != 2 or protocols[0] != "bokeh":
+        raise PermissionDenied("expected the subprotocols 'bokeh, <token>'")
+    return protocols[1]
+
+
+def _receive_loop(ws: BokehWebSocket, connection: ServerConnection, state: BokehState) -> None:
+    max_size = state.settings.websocket_max_message_size_bytes
+    while True:
+        try:
+            fragment = ws.receive()
+        except ConnectionClosed:
+            if ws.incoming_message_len > max_size:
+                log.warning("Closed a websocket with 1009: a message was over %d bytes "
+                            "(raise --websocket-max-message-size to allow it)", max_size)
+            return
+        if fragment is None:
+            return
+        try:
+            connection.receive(fragment)
+        except ProtocolViolation as violation:
+            log.warning("Closing a websocket of session %s with 1002: %s", connection.session.id, violation)
+            connection.close(CloseCode.PROTOCOL_ERROR, str(violation))
+            return
+        except Exception as error:
+            log.exception("Internal error on a websocket of session %s", connection.session.id)
+            connection.close(CloseCode.INTERNAL_ERROR, f"internal server error: {type(error).__name__}")
+            return
+
+
+def _finished_response(ws: BokehWebSocket) -> Response:
+    """Tell the WSGI server the socket was taken over (what flask-sock does per server)."""
+
+    class WebSocketDone(Response):
+        def __call__(self, environ: dict[str, t.Any], start_response: t.Any) -> t.Any:
+            if ws.mode == "gunicorn":
+                raise StopIteration()
+            if ws.mode == "werkzeug":
+                return super().__call__(environ, start_response)
+            return []
+
+    return WebSocketDone()

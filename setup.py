@@ -1,0 +1,38 @@
+"""Package metadata for bokeh-flask; build settings live in pyproject.toml."""
+from setuptools import find_packages, setup
+
+setup(
+    name="bokeh-flask",
+    version="0.1.0",
+    description="Serve live Bokeh applications from a Flask blueprint on gevent: a drop-in for `bokeh serve`.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["bokeh_flask", "bokeh_flask.*"]),
+    package_data={"bokeh_flask": ["templates/bokeh/*.html", "py.typed"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "bokeh>=3.6",
+        "flask>=2.3",
+        "flask-sock>=0.7",
+        "gevent>=23.9",
+        "gunicorn>=21.2",
+        "jinja2>=3.1",
+        "itsdangerous>=2.1",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7.4",
+            "pytest-timeout>=2.2",
+            "playwright>=1.40",
+            "websocket-client>=1.6",
+            "nbconvert>=7",
+            "psutil>=5.9",
+        ],
+    },
+    entry_points={"console_scripts": ["bokeh-flask = bokeh_flask.cli:main"]},
+    classifiers=[
+        "Framework :: Flask",
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: BSD License",
+    ],
+)
