@@ -65,6 +65,10 @@ class BokehSessionContext(SessionContext):
         return self._session.destroyed if self._session is not None else False
 
     @property
+    def document(self) -> Document:
+        return self._document
+
+    @property
     def request(self) -> RequestInfo | None:
         return self._request
 

@@ -1,0 +1,28 @@
+"""Fixtures shared by every test module.
+
+* ``serve`` / ``serve_module``: ``serve(*files, extra_args=())`` starts a server
+  subprocess and returns a :class:`~tests.support.servers.RunningServer`
+  (a ``str`` equal to ``http://127.0.0.1:PORT``); ``serve`` servers stop when
+  the test ends, ``serve_module`` servers when the module ends.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.support.servers import _ServerFactory
+
+
+@pytest.fixture
+def serve():
+    """``serve(*files, extra_args=())`` -> RunningServer, stopped when the test ends."""
+    factory = _ServerFactory()
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def serve_module():
+    """Like ``serve`` but servers live until the end of the test module."""
+    factory = _ServerFactory()
+    yield factory
+    factory.stop_all()
