@@ -114,11 +114,12 @@ def _cpu_pressure_us() -> int | None:
 class CpuWindow:
     """CPU use over a wall-clock window.
 
-    ``server`` and ``client`` are % of one core used by the server process
-    tree and by this bench process; ``host`` is the whole machine's busy %
-    (all cores, so 100 = every core busy) and ``pressure`` the share of the
-    window during which something runnable was waiting for a CPU.  The last
-    two say how noisy the machine was.
+    ``finish()`` returns (server, client): % of one core used by the server
+    process tree and by this bench process.  ``noise()`` adds the Linux PSI
+    "some" CPU pressure over the window: the share of time during which at
+    least one runnable task (any process, including the bench's own threads)
+    waited for a CPU.  It is a hint of how contended the machine was; it is
+    reported in the run notes, not compared.
     """
 
     def __init__(self, server: ServerProcess) -> None:
@@ -126,24 +127,20 @@ class CpuWindow:
         self.t0 = time.perf_counter()
         self.s0 = server.cpu_seconds()
         self.c0 = client_cpu_seconds()
-        self.h0 = psutil.cpu_times()
         self.p0 = _cpu_pressure_us()
+        self.pressure: float | None = None
 
     def finish(self) -> tuple[float, float]:
         wall = time.perf_counter() - self.t0
         server = (self.server.cpu_seconds() - self.s0) / wall * 100.0
         client = (client_cpu_seconds() - self.c0) / wall * 100.0
-        h1 = psutil.cpu_times()
-        total = sum(h1) - sum(self.h0)
-        idle = (h1.idle + getattr(h1, "iowait", 0.0)) - (self.h0.idle + getattr(self.h0, "iowait", 0.0))
-        self.host = (1.0 - idle / total) * 100.0 if total > 0 else None
         p1 = _cpu_pressure_us()
-        self.pressure = ((p1 - self.p0) / 1e6 / wall * 100.0
-                         if p1 is not None and self.p0 is not None else None)
+        if p1 is not None and self.p0 is not None:
+            self.pressure = (p1 - self.p0) / 1e6 / wall * 100.0
         return server, client
 
     def noise(self) -> dict[str, Any]:
-        return {"host_cpu_pct": self.host, "cpu_pressure_pct": self.pressure}
+        return {"_cpu_pressure_pct": None if self.pressure is None else round(self.pressure, 1)}
 
 
 @dataclass
@@ -738,11 +735,6 @@ class Metric:
     extra_args: Callable[[Profile], list[str]] = field(default=lambda p: [])
 
 
-NOISE_FIELDS = (
-    Field("host_cpu_pct", "host CPU busy (all cores)", "%", ""),
-    Field("cpu_pressure_pct", "CPU pressure (PSI some)", "%", ""),
-)
-
 METRICS: tuple[Metric, ...] = (
     Metric("pageload", "1. page loads (GET /slider, 8 clients)", ("slider",), m_pageload, (
         Field("pages_per_s", "pages/s", "1/s", "higher"),
@@ -751,7 +743,6 @@ METRICS: tuple[Metric, ...] = (
         Field("failed", "failed requests", "", "lower"),
         Field("server_cpu_pct", "server CPU", "%", ""),
         Field("client_cpu_pct", "client CPU", "%", ""),
-        *NOISE_FIELDS,
     )),
     Metric("connect", "2. ws connect -> ACK -> PULL-DOC-REPLY", ("slider",), m_connect, (
         Field("page_p50_ms", "session from page GET, p50", "ms", "lower"),
@@ -771,7 +762,6 @@ METRICS: tuple[Metric, ...] = (
         Field("errors", "errors", "", "lower"),
         Field("server_cpu_pct", "server CPU", "%", ""),
         Field("client_cpu_pct", "client CPU", "%", ""),
-        *NOISE_FIELDS,
     )),
     Metric("stream", "4. streaming fan-out (100 ms periodic callback)", ("stream",), m_stream, (
         Field("delivered_pct", "delivered vs ideal", "%", "higher"),
@@ -781,7 +771,6 @@ METRICS: tuple[Metric, ...] = (
         Field("gap_p99_ms", "inter-message gap p99", "ms", "lower"),
         Field("server_cpu_pct", "server CPU", "%", "lower"),
         Field("client_cpu_pct", "client CPU", "%", ""),
-        *NOISE_FIELDS,
     )),
     Metric("pull", "5. pull of a 200k-point document", ("big",), m_pull, (
         Field("p50_ms", "PULL-DOC p50", "ms", "lower"),
@@ -801,7 +790,6 @@ METRICS: tuple[Metric, ...] = (
         Field("ws_base_max_ms", "ws round trip max, baseline", "ms", "lower"),
         Field("reaped_sample", "sessions reaped (sample)", "", ""),
         Field("server_cpu_pct", "server CPU, reaping window", "%", ""),
-        *NOISE_FIELDS,
     ), extra_args=lambda p: ["--check-unused-sessions", str(p.reap_check_ms),
                              "--unused-session-lifetime", str(p.reap_lifetime_ms)]),
 )

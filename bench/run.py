@@ -95,6 +95,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------
 
 
+def fmt_cell(row: dict, label: str) -> str:
+    return "error" if row["failed"].get(label) else fmt_value(row["values"][label])
+
+
 def fmt_value(v: Any) -> str:
     if v is None:
         return "-"
@@ -138,9 +142,11 @@ def build_rows(metrics: list[Metric], specs: list[ServerSpec], results: dict) ->
         per_server = results.get(metric.name, {})
         for f in metric.fields:
             values = {}
+            failed = {}
             for spec in specs:
                 res = per_server.get(spec.label, {})
-                values[spec.label] = None if "error" in res else res.get(f.key)
+                failed[spec.label] = "error" in res
+                values[spec.label] = None if failed[spec.label] else res.get(f.key)
             rows.append({
                 "metric": metric.name,
                 "title": metric.title,
@@ -149,12 +155,14 @@ def build_rows(metrics: list[Metric], specs: list[ServerSpec], results: dict) ->
                 "unit": f.unit,
                 "better": f.better,
                 "values": values,
+                "failed": failed,
                 "ratios": {o: ratio(values[o], values[base]) for o in others},
             })
     return rows
 
 
-def render_text(rows: list[dict], specs: list[ServerSpec], errors: list[str]) -> str:
+def render_text(rows: list[dict], specs: list[ServerSpec], errors: list[str],
+                notes: dict[str, str] | None = None) -> str:
     base = baseline_label(specs)
     others = [s.label for s in specs if s.label != base]
     header = (["metric", "unit"] + [s.label for s in specs]
@@ -166,7 +174,7 @@ def render_text(rows: list[dict], specs: list[ServerSpec], errors: list[str]) ->
             body.append([r["title"]] + [""] * (len(header) - 1))
             last_title = r["title"]
         body.append(["  " + r["label"], r["unit"]]
-                    + [fmt_value(r["values"][s.label]) for s in specs]
+                    + [fmt_cell(r, s.label) for s in specs]
                     + [("-" if r["ratios"][o] is None else f"{r['ratios'][o]:.2f}x") for o in others]
                     + [r["better"]])
     widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
@@ -187,6 +195,10 @@ def render_text(rows: list[dict], specs: list[ServerSpec], errors: list[str]) ->
             out.append(row[0])
         else:
             out.append(line(row))
+    if notes:
+        out.append("")
+        out.append("Notes:")
+        out.extend(f"  {k}: {v}" for k, v in notes.items())
     if errors:
         out.append("")
         out.append("Problems:")
@@ -214,7 +226,7 @@ def render_markdown(meta: dict, rows: list[dict], specs: list[ServerSpec],
         if r["title"] != last_title:
             md.append(f"| **{r['title']}** |" + " |" * (len(head) - 1))
             last_title = r["title"]
-        cells = [r["label"], r["unit"]] + [fmt_value(r["values"][s.label]) for s in specs]
+        cells = [r["label"], r["unit"]] + [fmt_cell(r, s.label) for s in specs]
         cells += [("-" if r["ratios"][o] is None else f"{r['ratios'][o]:.2f}x") for o in others]
         cells.append(r["better"])
         md.append("| " + " | ".join(cells) + " |")
@@ -329,9 +341,12 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     errors.append(f"{metric.name} on {spec.label}: {res['error']}")
             elif res.get("_note"):
+                extra = ""
+                if res.get("_cpu_pressure_pct") is not None:
+                    extra = f"; CPU pressure (PSI some) {res['_cpu_pressure_pct']}%"
                 notes[f"{metric.name} / {spec.label}"] = (
                     f"{res['_note']}; took {res.get('_seconds')}s; "
-                    f"1-min load average at start {res.get('_loadavg_1min_at_start')}")
+                    f"1-min load average at start {res.get('_loadavg_1min_at_start')}{extra}")
 
     payload = {"meta": meta, "results": results, "rows": rows, "problems": errors,
                "interrupted": interrupted}
@@ -341,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"bokeh-flask bench ({args.profile.name}) - {meta['seconds']:.0f}s, "
           f"load average at start {meta['host']['loadavg']}")
-    print(render_text(rows, args.specs, errors))
+    print(render_text(rows, args.specs, errors, notes))
     print()
     print(f"written: {results_dir / 'latest.json'}  {results_dir / 'latest.md'}  (server logs in {logs_dir})")
     if interrupted:

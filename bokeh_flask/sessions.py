@@ -177,7 +177,14 @@ class ServerSession:
         return self.with_document_locked(apply)
 
     def notify_connection_lost(self) -> None:
-        """Tell the document (``ConnectionLost`` event) that a client went away."""
+        """Tell the document (``ConnectionLost`` event) that a client went away.
+
+        Scheduled rather than run here: a write that fails while the document
+        lock is held reports the loss from inside the lock.
+        """
+        self._scheduler.call_later(0, self._trigger_connection_lost)
+
+    def _trigger_connection_lost(self) -> None:
         from bokeh.events import ConnectionLost
 
         if not self.destroyed:

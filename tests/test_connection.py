@@ -1,0 +1,175 @@
+"""ServerConnection + ServerSession with a recording transport (no sockets)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from bokeh.document import Document
+from bokeh.models import ColumnDataSource, Div, Slider
+from bokeh.protocol import Protocol
+
+from bokeh_flask.connection import ProtocolViolation, ServerConnection
+from bokeh_flask.sessions import ServerSession
+from tests.support.clock import ManualScheduler
+from tests.support.recording import RecordingTransport
+
+
+@pytest.fixture
+def served():
+    clock = ManualScheduler()
+    doc = Document()
+    slider = Slider(start=0, end=10, value=1, name="slider")
+    div = Div(text="x=1", name="div")
+    slider.on_change("value", lambda attr, old, new: setattr(div, "text", f"x={new}"))
+    doc.add_root(slider)
+    doc.add_root(div)
+    doc.add_root(ColumnDataSource(data={"y": np.arange(5, dtype="float64")}, name="cds"))
+    session = ServerSession("sid", doc, clock)
+    return clock, session, doc
+
+
+def connect(session: ServerSession) -> tuple[ServerConnection, RecordingTransport]:
+    transport = RecordingTransport()
+    connection = ServerConnection(session, transport)
+    connection.start()
+    return connection, transport
+
+
+def send(connection: ServerConnection, message) -> None:
+    connection.receive(message.header_json)
+    connection.receive(message.metadata_json)
+    connection.receive(message.content_json)
+    for buffer in message.buffers:
+        connection.receive(json.dumps(buffer.ref))
+        connection.receive(buffer.to_bytes())
+
+
+def client_patch(doc_json_model_id: str, value) -> object:
+    """A PATCH-DOC as a client would send it, built by hand."""
+    protocol = Protocol()
+    header = {"msgid": "c1", "msgtype": "PATCH-DOC"}
+    content = {"events": [{"kind": "ModelChanged", "model": {"id": doc_json_model_id}, "attr": "value", "new": value}]}
+    return protocol.assemble(json.dumps(header), "{}", json.dumps(content))
+
+
+def test_ack_is_sent_first(served):
+    _, session, _ = served
+    _, transport = connect(session)
+    assert transport.types() == ["ACK"]
+    assert session.connection_count == 1
+
+
+def test_pull_reply_carries_binary_buffers(served):
+    _, session, _ = served
+    connection, transport = connect(session)
+    send(connection, Protocol().create("PULL-DOC-REQ"))
+    header, content = transport.messages()[-1]
+    assert header["msgtype"] == "PULL-DOC-REPLY"
+    assert header["num_buffers"] >= 1
+    frames = transport.writes[-1]
+    assert isinstance(frames[-1], bytes) and len(frames[-1]) == 5 * 8
+
+
+def test_patch_is_applied_not_echoed_and_callback_result_is_sent_back(served):
+    _, session, doc = served
+    slider = doc.get_model_by_name("slider")
+    a, a_out = connect(session)
+    b, b_out = connect(session)
+    send(a, client_patch(slider.id, 7))
+    assert slider.value == 7
+    assert doc.get_model_by_name("div").text == "x=7"
+    # the originator gets only the callback's change, then OK
+    (patch_header, patch), (ok_header, _) = a_out.messages()[-2:]
+    assert patch_header["msgtype"] == "PATCH-DOC"
+    assert [e["attr"] for e in patch["events"]] == ["text"]
+    assert ok_header["msgtype"] == "OK" and ok_header["reqid"] == "c1"
+    # the other connection sees both changes, in one message
+    header, content = b_out.messages()[-1]
+    assert header["msgtype"] == "PATCH-DOC"
+    assert sorted(e["attr"] for e in content["events"]) == ["text", "value"]
+
+
+def test_error_reply_names_the_problem_without_traceback(served):
+    _, session, _ = served
+    connection, transport = connect(session)
+    send(connection, client_patch("no-such-model", 3))
+    header, content = transport.messages()[-1]
+    assert header["msgtype"] == "ERROR" and header["reqid"] == "c1"
+    assert "PATCH-DOC failed" in content["text"]
+    assert content["traceback"] is None
+    assert connection.open
+
+
+@pytest.mark.parametrize("fragments", [
+    ["not json", "{}", "{}"],
+    [b"binary where the header is due"],
+    ['{"msgid": "1"}', "{}", "{}"],
+    ['{"msgid": "1", "msgtype": "NO-SUCH-TYPE"}', "{}", "{}"],
+    ['{"msgid": "1", "msgtype": "PATCH-DOC", "num_buffers": 1}', "{}", '{"events": []}', '{"wrong": 1}'],
+])
+def test_protocol_violations_raise(served, fragments):
+    _, session, _ = served
+    connection, _ = connect(session)
+    with pytest.raises(ProtocolViolation):
+        for fragment in fragments:
+            connection.receive(fragment)
+
+
+def test_client_may_not_send_server_messages(served):
+    _, session, _ = served
+    connection, _ = connect(session)
+    with pytest.raises(ProtocolViolation, match="may not send OK"):
+        send(connection, Protocol().create("OK", "x"))
+
+
+def test_a_dead_transport_detaches_its_connection(served):
+    _, session, doc = served
+    a, a_out = connect(session)
+    b, b_out = connect(session)
+    b_out.fail_writes = True
+    send(a, client_patch(doc.get_model_by_name("slider").id, 4))
+    assert not b.open
+    assert session.connection_count == 1
+    assert a_out.types()[-1] == "OK"
+
+
+def test_periodic_callback_changes_go_to_every_connection(served):
+    clock, session, doc = served
+    div = doc.get_model_by_name("div")
+    _, a_out = connect(session)
+    _, b_out = connect(session)
+    doc.add_periodic_callback(lambda: setattr(div, "text", f"t={clock.now():.1f}"), 100)
+    clock.advance(0.25)
+    for out in (a_out, b_out):
+        texts = [e["new"] for h, c in out.messages() if h["msgtype"] == "PATCH-DOC" for e in c["events"]]
+        assert texts == ["t=0.1", "t=0.2"]
+
+
+def test_new_models_reach_every_connection(served):
+    """Each recipient gets the definition of a model added by a callback."""
+    clock, session, doc = served
+    _, a_out = connect(session)
+    _, b_out = connect(session)
+    doc.add_next_tick_callback(lambda: doc.add_root(Div(text="new", name="added")))
+    clock.advance(0)
+    for out in (a_out, b_out):
+        header, content = out.messages()[-1]
+        event = content["events"][0]
+        assert event["kind"] == "RootAdded"
+        assert event["model"].get("type") == "object" and event["model"]["attributes"]["text"] == "new"
+
+
+def test_detach_fires_connection_lost_and_unsubscribes(served):
+    _, session, doc = served
+    lost = []
+    from bokeh.events import ConnectionLost
+
+    doc.on_event(ConnectionLost, lambda event: lost.append(event))
+    connection, _ = connect(session)
+    connection.detach()
+    connection.detach()
+    clock = served[0]
+    clock.advance(0)
+    assert session.connection_count == 0
+    assert len(lost) == 1
