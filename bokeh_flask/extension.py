@@ -73,7 +73,7 @@ class BokehFlask:
 
     def init_app(self, app: Flask, url_prefix: str | None = None) -> None:
         """Register the blueprint on ``app`` (under ``url_prefix`` if given)."""
-        app.register_blueprint(self.blueprint, url_prefix=url_prefix)
+        app.register_blueprint(self.blueprint, url_prefix=normalise_prefix(url_prefix) or None)
 
     def state(self, app: Flask) -> BokehState:
         """The state this extension keeps on ``app``."""

@@ -48,7 +48,7 @@ import os
 import signal
 from pathlib import Path
 
-from flask import Flask, g, jsonify, render_template, request, session, url_for
+from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
 
 from bokeh_flask import BokehFlask
 
@@ -93,6 +93,12 @@ def create_site(ws_origins=DEFAULT_ORIGINS) -> Flask:
     def home():
         apps = [(route.lstrip("/"), url_for("bokeh.doc", app_path=route)) for route in bokeh.state(app).app_paths]
         return render_template("home.html", apps=apps, visits=session["visits"], user=g.user)
+
+    @app.route("/favicon.ico")
+    def favicon():
+        # Browsers ask the site root for an icon, on the Bokeh pages too; lend
+        # them the one the blueprint serves.
+        return redirect(url_for("bokeh.favicon"))
 
     @app.route("/login/<name>")
     def login(name):

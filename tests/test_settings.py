@@ -1,0 +1,102 @@
+"""Settings precedence and validation, origin matching, session id rules."""
+from __future__ import annotations
+
+import pytest
+from bokeh.util.token import generate_jwt_token, generate_session_id, get_token_payload
+
+from bokeh_flask.errors import ConfigError, PermissionDenied
+from bokeh_flask.origins import origin_allowed
+from bokeh_flask.requests import RequestInfo
+from bokeh_flask.settings import ServerSettings, env_websocket_origins
+from bokeh_flask.tokens import check_token, requested_session, token_for
+
+SECRET = "x" * 44
+
+
+def test_precedence_kwargs_then_config_then_environment():
+    config = {"BOKEH_KEEP_ALIVE_MILLISECONDS": 5, "BOKEH_PREFIX": "cfg"}
+    environ = {"BOKEH_SECRET_KEY": SECRET, "BOKEH_SIGN_SESSIONS": "yes", "BOKEH_ICO_PATH": "none"}
+    s = ServerSettings.resolve({"prefix": "kw/"}, config, environ)
+    assert s.prefix == "/kw"
+    assert s.keep_alive_milliseconds == 5
+    assert s.sign_sessions is True and s.secret_key == SECRET.encode()
+    assert s.ico_path == "none"
+    assert ServerSettings.resolve({}, {}, {}).keep_alive_milliseconds == 37_000
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"check_unused_sessions_milliseconds": 0}, "must be > 0"),
+    ({"keep_alive_milliseconds": -1}, "use 0 to turn it off"),
+    ({"include_headers": ["a"], "exclude_headers": ["b"]}, "not both"),
+    ({"sign_sessions": True}, "BOKEH_SECRET_KEY"),
+    ({"no_such_option": 1}, "Unknown bokeh-flask setting"),
+])
+def test_invalid_settings_name_the_fix(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        ServerSettings.resolve(overrides, {}, {})
+
+
+def test_default_websocket_allowlist_is_localhost_on_the_port():
+    assert ServerSettings(port=5100).websocket_origins() == {"localhost:5100"}
+    assert ServerSettings(allow_websocket_origin=("example.com",)).websocket_origins() == {"example.com:80"}
+
+
+@pytest.mark.parametrize("origin, allowlist, allowed", [
+    ("http://localhost:5006", {"localhost:5006"}, True),
+    ("http://localhost:5007", {"localhost:5006"}, False),
+    ("http://example.com", {"example.com:80"}, True),
+    ("https://example.com", {"example.com:80"}, True),  # bokeh assumes :80 for any scheme
+    ("http://a.example.com:8080", {"*.example.com:*"}, True),
+    ("http://a.b.example.com:8080", {"*.example.com:*"}, False),
+    ("http://192.168.1.7:80", {"192.168.*.*"}, True),
+    ("http://evil.com", {"*"}, True),
+    ("null", {"localhost:5006"}, False),
+])
+def test_origin_matching(origin, allowlist, allowed):
+    assert origin_allowed(origin, allowlist) is allowed
+
+
+def test_env_allowlist_overrides():
+    assert env_websocket_origins({"BOKEH_ALLOW_WS_ORIGIN": "a.com, b.com:81"}) == {"a.com:80", "b.com:81"}
+    assert env_websocket_origins({}) is None
+
+
+def test_requested_session_rules():
+    s = ServerSettings()
+    sid, token = requested_session({}, {}, s)
+    assert len(sid) == 44 and token is None
+    assert requested_session({"bokeh-session-id": "mine"}, {}, s) == ("mine", None)
+    assert requested_session({}, {"Bokeh-Session-Id": "hdr"}, s) == ("hdr", None)
+    tok = generate_jwt_token("from-token")
+    assert requested_session({"bokeh-token": tok}, {}, s) == ("from-token", tok)
+    with pytest.raises(PermissionDenied, match="argument and header"):
+        requested_session({"bokeh-session-id": "a"}, {"Bokeh-Session-Id": "b"}, s)
+    with pytest.raises(PermissionDenied, match="Both token and session ID"):
+        requested_session({"bokeh-session-id": "a", "bokeh-token": tok}, {}, s)
+    external = ServerSettings(sign_sessions=True, secret_key=SECRET.encode(), generate_session_ids=False)
+    with pytest.raises(PermissionDenied, match="No bokeh-session-id"):
+        requested_session({}, {}, external)
+
+
+def test_token_carries_the_request_and_is_checked():
+    s = ServerSettings(exclude_cookies=("secret",))
+    request = RequestInfo(arguments={"N": [b"5"]}, headers={"X-Test": "1", "Cookie": "a=1; secret=2"},
+                          cookies={"a": "1", "secret": "2"})
+    token = token_for("sid", request, s)
+    payload = get_token_payload(token)
+    assert payload["arguments"] == {"N": [b"5"]}
+    assert payload["cookies"] == {"a": "1"}
+    assert "Cookie" not in payload["headers"] and payload["headers"]["X-Test"] == "1"
+    assert check_token(token, s) == "sid"
+
+
+def test_expired_and_forged_tokens_are_refused():
+    s = ServerSettings()
+    expired = generate_jwt_token(generate_session_id(), expiration=-10)
+    with pytest.raises(PermissionDenied, match="Token is expired"):
+        check_token(expired, s)
+    with pytest.raises(PermissionDenied, match="could not be decoded"):
+        check_token("garbage!!", s)
+    signed = ServerSettings(sign_sessions=True, secret_key=SECRET.encode())
+    with pytest.raises(PermissionDenied, match="signature"):
+        check_token(generate_jwt_token("unsigned-id"), signed)
