@@ -43,3 +43,14 @@ def origin_allowed(origin: str, allowlist: t.Iterable[str]) -> bool:
     if not host:
         return False
     return any(host_matches(host, pattern.lower()) for pattern in allowlist)
+
+
+def same_origin(origin: str, host_header: str | None) -> bool:
+    """True when a page's ``Origin`` is the host the request was sent to.
+
+    A page served by this very host may always open its websocket: the check
+    exists to stop other sites, and a non-browser client can forge both headers.
+    """
+    if not host_header:
+        return False
+    return with_default_port(origin_host(origin)) == with_default_port(host_header.lower())

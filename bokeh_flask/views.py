@@ -10,7 +10,7 @@ from flask import Response, abort, current_app, jsonify, redirect, render_templa
 from jinja2 import Template
 
 from .errors import PermissionDenied, SessionError
-from .origins import origin_allowed
+from .origins import origin_allowed, same_origin
 from .requests import RequestInfo
 from .resources import ONE_YEAR_SECONDS, bokehjs_dir, extension_dirs, icon_path, resources_for, safe_join
 from .settings import env_websocket_origins
@@ -130,7 +130,8 @@ def _add_cors_headers(state: BokehState, response: Response) -> None:
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Access-Control-Allow-Headers"] = "*"
     origin = request.headers.get("Origin")
-    if origin and origin_allowed(origin, env_websocket_origins() or state.settings.websocket_origins()):
+    allowed = env_websocket_origins() or state.settings.websocket_origins()
+    if origin and (same_origin(origin, request.host) or origin_allowed(origin, allowed)):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
         response.headers["Vary"] = "Origin"

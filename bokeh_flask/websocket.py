@@ -16,7 +16,7 @@ from simple_websocket import ConnectionClosed
 
 from .connection import CloseCode, ProtocolViolation, ServerConnection
 from .errors import PermissionDenied, SessionError
-from .origins import origin_allowed, origin_host
+from .origins import origin_allowed, origin_host, same_origin
 from .requests import RequestInfo
 from .settings import env_websocket_origins
 from .state import BokehState
@@ -63,7 +63,7 @@ def _check_handshake(state: BokehState) -> str:
     origin = request.headers.get("Origin")
     if origin is not None:
         allowed = env_websocket_origins() or state.settings.websocket_origins()
-        if not origin_allowed(origin, allowed):
+        if not (same_origin(origin, request.host) or origin_allowed(origin, allowed)):
             host = origin_host(origin)
             log.error(
                 "Refusing websocket connection from Origin '%s'; use --allow-websocket-origin=%s "

@@ -63,22 +63,7 @@ N = 16  # length of the app's columns
 
 @pytest.fixture(scope="module")
 def server(serve_module):
-    srv = serve_module(APP, extra_args=SERVER_ARGS)
-    yield srv
-    out = srv.output()
-    for pos, name in reversed(_MARKS):
-        out = out[:pos] + f"=== {name}\n" + out[pos:]
-    open("/tmp/protocol_server.log", "w").write(out)  # TEMP
-
-
-_MARKS = []
-
-
-@pytest.fixture(autouse=True)
-def _mark_tests(request, server):  # TEMP
-    _MARKS.append((server.mark(), request.node.name))
-    yield
-    _MARKS.append((server.mark(), "end " + request.node.name))
+    return serve_module(APP, extra_args=SERVER_ARGS)
 
 
 class _Connector:
@@ -499,6 +484,39 @@ def test_client_vanishing_mid_message(server, connect):
     assert_logged(server, r"WebSocket connection closed", mark)
     assert stayer.pull().msgtype == "PULL-DOC-REPLY"
     assert_fresh_session_works(server)
+
+
+def _http_over(sock, timeout: float = 3.0) -> bytes:
+    """Send a plain HTTP request on ``sock``; what came back before EOF/reset/timeout."""
+    received = b""
+    try:
+        sock.sendall(b"GET /protocol_app HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        sock.settimeout(timeout)
+        while chunk := sock.recv(65536):
+            received += chunk
+    except OSError:
+        pass  # reset / broken pipe / timeout: nothing more to read
+    return received
+
+
+@pytest.mark.parametrize("closer", ["server", "client"])
+def test_tcp_connection_ends_with_the_websocket(server, connect, closer):
+    """After the close handshake the server must close the TCP connection, not
+    go back to reading HTTP requests on it (bokeh serve closes it)."""
+    client = connect()
+    mark = server.mark()
+    if closer == "server":
+        client.send_raw(b"\x00")  # a protocol violation: the server closes with 1002
+    else:
+        client.ws.send_close()  # websocket-client's default close frame (1000)
+    closed = client.wait_closed()
+    assert closed.code == (1002 if closer == "server" else 1000), closed
+    # the view has returned to the WSGI server once this is logged
+    assert_logged(server, r"WebSocket connection closed", mark)
+    answer = _http_over(client.ws.sock)
+    assert b"HTTP/" not in answer, (
+        "the server answered an HTTP request sent on the TCP connection of a finished websocket: "
+        f"{answer[:120]!r}")
 
 
 # ---------------------------------------------------------------------------

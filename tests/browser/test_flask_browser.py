@@ -2,7 +2,8 @@
 
 * ``examples/flask_site``: a Flask site (own pages, hooks, session cookie,
   JSON route) with the example apps mounted under ``/apps`` and embedded on
-  its own ``/dashboard`` page.
+  its own ``/dashboard`` page; run by ``python app.py`` and by
+  ``gunicorn -k gevent ... app:app``.
 * ``examples/embed``: a page of origin A embedding the sliders app served by
   bokeh-flask on origin B -- accepted with ``--allow-websocket-origin
   localhost:<A port>``, refused without it.
@@ -17,6 +18,7 @@ started together and waited for afterwards, to keep startup time down.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
@@ -41,6 +43,7 @@ SLIDERS = EXAMPLES / "sliders.py"
 SITE_READY = re.compile(r"Site running at: http://[^\s:/]+:(?P<port>\d+)/")
 EMBED_READY = re.compile(r"Embedding site running at: http://[^\s:/]+:(?P<port>\d+)/")
 PER_USER_READY = re.compile(r"Per-user site running at: http://[^\s:/]+:(?P<port>\d+)/")
+GUNICORN_READY = re.compile(r"Listening at: http://[^\s:/]+:(?P<port>\d+)")
 
 MODEL_JS = "(name) => Bokeh.documents[0].get_model_by_name(name)"
 
@@ -57,10 +60,10 @@ def free_port() -> int:
 class _Starting:
     """A server process that has been launched; ``ready()`` waits for its startup line."""
 
-    def __init__(self, cmd: list[str], ready: re.Pattern):
+    def __init__(self, cmd: list[str], ready: re.Pattern, env: dict[str, str] | None = None):
         self.cmd = cmd
         self.ready_line = ready
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, encoding="utf-8", errors="replace", bufsize=1)
         self.reader = _OutputReader(self.proc)
@@ -88,8 +91,8 @@ class Launcher:
     def __init__(self):
         self._started: list[_Starting] = []
 
-    def start(self, cmd: list[str], ready: re.Pattern) -> _Starting:
-        starting = _Starting([str(c) for c in cmd], ready)
+    def start(self, cmd: list[str], ready: re.Pattern, env: dict[str, str] | None = None) -> _Starting:
+        starting = _Starting([str(c) for c in cmd], ready, env)
         self._started.append(starting)
         return starting
 
@@ -107,6 +110,13 @@ class Launcher:
         self._started.clear()
 
 
+def gunicorn_private_args() -> list[str]:
+    """No control socket (gunicorn >= 24 shares one in ~/.gunicorn by default)."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return ["--no-control-socket"] if any("--no-control-socket" in (s.cli or ()) for s in KNOWN_SETTINGS) else []
+
+
 @pytest.fixture(scope="module")
 def launcher():
     launcher = Launcher()
@@ -118,7 +128,8 @@ def launcher():
 def servers(launcher):
     """Every server of this module, started concurrently in two waves.
 
-    * ``site``: examples/flask_site on its own;
+    * ``site``: examples/flask_site on its own (``python app.py``);
+    * ``gunicorn_site``: the same site under ``gunicorn -k gevent``;
     * ``bokeh``: bokeh-flask serving sliders, allowing the ``embed`` and
       ``per_user`` origins; ``embed`` and ``per_user`` point at it;
     * ``bokeh_strict``: bokeh-flask serving sliders with the default
@@ -126,6 +137,13 @@ def servers(launcher):
     """
     embed_port, per_user_port = free_port(), free_port()
     site = launcher.script(EXAMPLES / "flask_site" / "app.py", "--port", "0", ready=SITE_READY)
+    gunicorn = None
+    if importlib.util.find_spec("gunicorn") is not None:
+        gunicorn_port = free_port()
+        gunicorn = launcher.start(
+            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--bind", f"127.0.0.1:{gunicorn_port}",
+             *gunicorn_private_args(), "--chdir", EXAMPLES / "flask_site", "app:app"],
+            GUNICORN_READY, env={"BOKEH_ALLOW_WS_ORIGIN": f"localhost:{gunicorn_port}"})
     bokeh = launcher.bokeh(SLIDERS, extra_args=("--allow-websocket-origin", f"localhost:{embed_port}",
                                                 "--allow-websocket-origin", f"localhost:{per_user_port}"))
     strict = launcher.bokeh(SLIDERS)
@@ -137,7 +155,7 @@ def servers(launcher):
                               ready=EMBED_READY)
     per_user = launcher.script(EXAMPLES / "per_user" / "app.py", "--port", per_user_port,
                                "--bokeh-url", bokeh_url, ready=PER_USER_READY)
-    return {"site": site.ready(), "bokeh": bokeh.ready(), "bokeh_strict": strict.ready(),
+    return {"site": site.ready(), "gunicorn_site": gunicorn and gunicorn.ready(), "bokeh": bokeh.ready(), "bokeh_strict": strict.ready(),
             "embed": embed.ready(), "embed_refused": refused.ready(), "per_user": per_user.ready()}
 
 
@@ -259,6 +277,20 @@ def test_site_dashboard_embeds_sliders_same_origin(page, console, servers):
     exercise_sliders(page)
     assert sockets == [ws_url(site, "/apps/sliders/ws")]
     expect(page).to_have_title("Dashboard")  # embedded apps leave the page title alone
+    console.assert_clean()
+
+
+def test_site_under_gunicorn_gevent_worker(page, console, servers):
+    """``gunicorn -k gevent --chdir examples/flask_site app:app``, origin set by BOKEH_ALLOW_WS_ORIGIN."""
+    site = servers["gunicorn_site"]
+    if site is None:
+        pytest.skip("gunicorn is not installed")
+    status = page.request.get(f"{site.browser_url}/api/status")
+    assert status.ok and status.json()["apps"] == ["/dir_app", "/sliders", "/streaming"]
+    sockets = record_websockets(page)
+    page.goto(f"{site.browser_url}/dashboard")
+    exercise_sliders(page)
+    assert sockets == [ws_url(site, "/apps/sliders/ws")]
     console.assert_clean()
 
 

@@ -154,26 +154,31 @@ def _stop_process(proc: subprocess.Popen) -> None:
             proc.wait(timeout=STOP_TIMEOUT)
 
 
-def _start_server(files, extra_args=()) -> RunningServer:
-    cmd = [*server_command(), *(str(f) for f in files),
-           "--port", "0", "--address", "127.0.0.1", *(str(a) for a in extra_args)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def start_process(cmd: list[str], ready: re.Pattern, env: dict[str, str] | None = None,
+                  what: str = "Bokeh app running at: http://...") -> RunningServer:
+    """Start ``cmd`` and wait for ``ready`` (a pattern with a ``port`` group) in its output."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, encoding="utf-8", errors="replace", bufsize=1)
     reader = _OutputReader(proc)
-    match = reader.wait_for(_RUNNING_AT, STARTUP_TIMEOUT)
+    match = reader.wait_for(ready, STARTUP_TIMEOUT)
     if match is None:
         exited = reader.eof
         _stop_process(proc)
         reader.join()
         why = (f"exited with code {proc.returncode} before logging" if exited
                else f"did not log within {STARTUP_TIMEOUT:.0f}s")
-        pytest.fail(f"server {why} 'Bokeh app running at: http://...'\n"
-                    f"command: {' '.join(cmd)}\noutput:\n{reader.text()}")
+        pytest.fail(f"server {why} {what!r}\ncommand: {' '.join(cmd)}\noutput:\n{reader.text()}")
     port = int(match.group("port"))
     assert port != 0, f"server reported port 0 instead of the bound port:\n{reader.text()}"
-    return RunningServer(f"{match.group('scheme')}://127.0.0.1:{port}", proc, port, reader)
+    return RunningServer(f"http://127.0.0.1:{port}", proc, port, reader)
+
+
+def _start_server(files, extra_args=()) -> RunningServer:
+    cmd = [*server_command(), *(str(f) for f in files),
+           "--port", "0", "--address", "127.0.0.1", *(str(a) for a in extra_args)]
+    return start_process(cmd, _RUNNING_AT)
 
 
 class _ServerFactory:
@@ -181,7 +186,13 @@ class _ServerFactory:
         self._servers: list[RunningServer] = []
 
     def __call__(self, *files, extra_args=()) -> RunningServer:
-        server = _start_server(files, extra_args)
+        return self.adopt(_start_server(files, extra_args))
+
+    def command(self, cmd: list[str], ready: re.Pattern, env: dict[str, str] | None = None) -> RunningServer:
+        """Start any server command (gunicorn, flask run, an example site)."""
+        return self.adopt(start_process(cmd, ready, env, what=ready.pattern))
+
+    def adopt(self, server: RunningServer) -> RunningServer:
         self._servers.append(server)
         return server
 

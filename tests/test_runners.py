@@ -1,0 +1,67 @@
+"""The three ways to run: ``bokeh-flask serve``, ``gunicorn -k gevent wsgi:app`` and ``flask run``.
+
+Each is checked with a live websocket session made by ``bokeh.client`` in
+another process: the document is pulled, a slider change runs the app's
+Python callback, and the lifecycle hooks are observed in the server output.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.client import pull_texts, run_client
+from tests.support.servers import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+HOOKS_APP = REPO_ROOT / "tests" / "apps" / "hooks_app"
+
+CHANGE_SLIDER = """
+    import json, sys
+    from bokeh.client import pull_session
+    with pull_session(url=sys.argv[1]) as session:
+        slider, out = session.document.get_model_by_name("slider"), session.document.get_model_by_name("out")
+        before = out.text
+        slider.value = 7
+        session.force_roundtrip()  # the server has applied the patch when this returns
+        print(json.dumps({"before": before, "id": session.id}))
+"""
+
+
+def check_live_session(server, url: str) -> None:
+    """Pull, change the slider, and see the Python callback's result in the server session."""
+    changed = run_client(CHANGE_SLIDER, url)
+    assert changed["before"] == "v=1"
+    again = pull_texts(url, session_id=changed["id"])
+    assert again == {"session_id": changed["id"], "texts": {"out": "v=7"}}
+    server.wait_for_output(re.escape(f"HOOK session-created {changed['id']}"))
+
+
+def test_bokeh_flask_serve(serve):
+    server = serve(HOOKS_APP)
+    server.wait_for_output("HOOK server-loaded")
+    check_live_session(server, server.app_url("hooks_app"))
+
+
+def test_gunicorn_gevent_worker(serve):
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    if gunicorn is None:
+        pytest.skip("gunicorn is not installed next to this Python")
+    server = serve.command(
+        [gunicorn, "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0", "--graceful-timeout", "5", "wsgi:app"],
+        re.compile(r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)"),
+        env={"BOKEH_FLASK_APPS": str(HOOKS_APP)},
+    )
+    check_live_session(server, f"http://localhost:{server.port}/hooks_app")
+
+
+def test_flask_run_development_server(serve):
+    server = serve.command(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", "0"],
+        re.compile(r"Running on http://127\.0\.0\.1:(?P<port>\d+)"),
+        env={"BOKEH_FLASK_APPS": str(HOOKS_APP)},
+    )
+    check_live_session(server, f"http://localhost:{server.port}/hooks_app")
