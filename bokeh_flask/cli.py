@@ -100,6 +100,7 @@ def serve(options: argparse.Namespace, app_args: list[str] | None) -> None:
     try:
         server = _make_server(options, app_args)
         server.start()
+        server.install_signal_handlers()
     except (BokehFlaskError, OSError) as error:
         sys.exit(f"bokeh-flask serve: error: {error}")
     _announce(server, log)

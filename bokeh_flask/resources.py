@@ -23,8 +23,7 @@ def bokehjs_dir() -> Path:
     return Path(bokeh_settings.bokehjs_path())
 
 
-@functools.lru_cache(maxsize=512)
-def _file_version(path: str, mtime: float) -> str:
+def _file_version(path: str) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as file:
         for chunk in iter(lambda: file.read(1 << 16), b""):
@@ -32,12 +31,13 @@ def _file_version(path: str, mtime: float) -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)
 def static_version(relative_path: str) -> str | None:
-    """The md5 of a BokehJS file, or ``None`` if it does not exist."""
+    """The md5 of a BokehJS file (computed once), or ``None`` if it does not exist."""
     path = safe_join(bokehjs_dir(), relative_path)
     if path is None or not path.is_file():
         return None
-    return _file_version(str(path), path.stat().st_mtime)
+    return _file_version(str(path))
 
 
 def versioned(relative_path: str) -> str:
@@ -48,6 +48,7 @@ def versioned(relative_path: str) -> str:
     return f"{relative_path}?v={version}" if version else relative_path
 
 
+@functools.lru_cache(maxsize=64)
 def resources_for(root_url: str) -> Resources:
     """Bokeh ``Resources`` pointing at this server's ``/static/`` under ``root_url``."""
     mode = bokeh_settings.resources(default="server")
@@ -80,3 +81,11 @@ def icon_path(setting: str | None) -> str | None:
     """The favicon file to serve: the setting, bokeh's icon by default, ``None`` for "none"."""
     path = setting or bokeh_settings.ico_path()
     return None if path == "none" else path
+
+
+@functools.lru_cache(maxsize=64)
+def page_bundle(root_url: str) -> t.Any:
+    """The BokehJS script/style bundle of a server page (the same for every page)."""
+    from bokeh.embed.bundle import bundle_for_objs_and_resources
+
+    return bundle_for_objs_and_resources(None, resources_for(root_url))

@@ -9,6 +9,7 @@ manual clock.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
 import threading
@@ -65,12 +66,17 @@ def run_sync(awaitable: t.Awaitable[T]) -> T:
 
 
 def finish_in_new_loop(awaitable: t.Awaitable[T]) -> T:
-    """Run ``awaitable`` on a private asyncio loop in this thread."""
+    """Run ``awaitable`` on a private asyncio loop (in a helper thread if this one runs a loop)."""
 
     async def _await() -> T:
         return await awaitable
 
-    return asyncio.run(_await())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_await())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _await()).result()
 
 
 class _TimerHandle:

@@ -72,6 +72,7 @@ class Server:
         self._started = False
         self._stopped = False
         self._done = None
+        self._signal_handlers: list[t.Any] = []
 
     # -- properties ----------------------------------------------------------
 
@@ -138,19 +139,25 @@ class Server:
         if self._wsgi is not None:
             self._wsgi.close()
 
-    def run_until_shutdown(self) -> None:
-        """Serve until SIGINT or SIGTERM (or ``stop()``), then shut down cleanly."""
+    def install_signal_handlers(self) -> None:
+        """Make SIGINT and SIGTERM stop the server cleanly (exit status 0)."""
         import gevent
 
+        if not self._signal_handlers:
+            self._signal_handlers = [gevent.signal_handler(sig, lambda: gevent.spawn(self.stop))
+                                     for sig in (signal.SIGINT, signal.SIGTERM)]
+
+    def run_until_shutdown(self) -> None:
+        """Serve until SIGINT or SIGTERM (or ``stop()``), then shut down cleanly."""
         self.start()
-        handlers = [gevent.signal_handler(sig, lambda: gevent.spawn(self.stop))
-                    for sig in (signal.SIGINT, signal.SIGTERM)]
+        self.install_signal_handlers()
         try:
             assert self._done is not None
             self._done.wait()
         finally:
-            for handler in handlers:
+            for handler in self._signal_handlers:
                 handler.cancel()
+            self._signal_handlers = []
 
     # -- sessions ------------------------------------------------------------
 

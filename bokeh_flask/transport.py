@@ -10,8 +10,10 @@ a bokeh server needs changed:
   Nagle delay: ``TCP_NODELAY`` is set as well);
 * permessage-deflate is not negotiated (``bokeh serve`` does not compress by
   default, and inflating untrusted input needs limits this library lacks);
-* ``close`` accepts the named close codes and shuts the socket down if the
-  peer does not answer, so no reader is left blocked.
+* the socket is read by the greenlet (or thread) that serves the request,
+  not by a second reader thread: one greenlet per connection instead of two,
+  which is most of the memory a held connection costs;
+* ``close`` accepts the named close codes.
 """
 from __future__ import annotations
 
@@ -27,7 +29,22 @@ from .messages import Frame
 
 log = logging.getLogger(__name__)
 
-CLOSE_GRACE_SECONDS = 2.0
+RECEIVE_BYTES = 64 * 1024
+
+
+class _NoThread:
+    """Stands in for simple-websocket's reader thread: ``receive`` reads inline instead."""
+
+    name = "inline-reader"
+
+    def __init__(self, target: t.Callable[[], None]) -> None:
+        self.target = target
+
+    def start(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
 
 
 class _LockedSocket:
@@ -52,7 +69,8 @@ class BokehWebSocket(Server):
     def __init__(self, environ: dict[str, t.Any], *, max_message_size: int) -> None:
         self._write_lock = threading.RLock()
         self._raw_sock: socket.socket | None = None
-        super().__init__(environ, subprotocols=["bokeh"], max_message_size=max_message_size)
+        super().__init__(environ, subprotocols=["bokeh"], max_message_size=max_message_size,
+                         receive_bytes=RECEIVE_BYTES, thread_class=_NoThread)
 
     # Base.__init__ assigns ``self.sock``; wrap it before anything is written.
     @property  # type: ignore[override]
@@ -79,6 +97,22 @@ class BokehWebSocket(Server):
         self.ws.receive_data(b"".join(lines))
         self.connected = self._handle_events()
 
+    def receive(self, timeout: float | None = None) -> str | bytes:
+        """The next complete websocket message; raises ``ConnectionClosed`` at the end."""
+        while self.connected and not self.input_buffer:
+            try:
+                data = self._raw_sock.recv(self.receive_bytes) if self._raw_sock is not None else b""
+            except OSError:
+                data = b""
+            if not data:
+                self.connected = False
+                break
+            self.ws.receive_data(data)
+            self.connected = self._handle_events()
+        if self.input_buffer:
+            return self.input_buffer.pop(0)
+        raise ConnectionClosed(self.close_reason, self.close_message)
+
     def send_frames(self, frames: t.Sequence[Frame]) -> None:
         """Write the websocket messages of one bokeh message in one ``sendall``."""
         with self._write_lock:
@@ -96,7 +130,7 @@ class BokehWebSocket(Server):
                 self._locked_sock.send(self.ws.send(Ping(payload=payload)))
 
     def close_with(self, code: int, reason: str) -> None:
-        """Send a close frame (if still open) and make sure the reader ends."""
+        """Send a close frame (if still open) and end the connection."""
         with self._write_lock:
             if self.connected:
                 try:
@@ -104,17 +138,16 @@ class BokehWebSocket(Server):
                 except OSError:
                     pass
                 self.connected = False
-        self.event.set()
-        self.thread.join(timeout=CLOSE_GRACE_SECONDS)
         self.shutdown()
 
     def shutdown(self) -> None:
-        """Shut the socket down so a reader still blocked in ``recv`` returns."""
+        """Shut the socket down (a reader blocked in ``recv`` returns) and close it."""
         if self._raw_sock is not None:
             try:
                 self._raw_sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            self._raw_sock.close()
 
 
 class WebSocketTransport:

@@ -12,7 +12,8 @@ from jinja2 import Template
 from .errors import PermissionDenied, SessionError
 from .origins import origin_allowed, same_origin
 from .requests import RequestInfo
-from .resources import ONE_YEAR_SECONDS, bokehjs_dir, extension_dirs, icon_path, resources_for, safe_join
+from .resources import (ONE_YEAR_SECONDS, bokehjs_dir, extension_dirs, icon_path, page_bundle, resources_for,
+                        safe_join)
 from .settings import env_websocket_origins
 from .state import BokehState
 from .tokens import check_page_token, check_session_id, requested_session, token_for
@@ -69,16 +70,21 @@ def session_for_request(state: BokehState, app_path: str) -> _PageSession:
 
 
 def document_page(app_path: str) -> Response:
-    """``GET /<app>/``: a full HTML page for a new (or named) session."""
-    from bokeh.embed.server import server_html_page_for_session
+    """``GET /<app>/``: a full HTML page for a new (or named) session.
+
+    The same page as bokeh's ``server_html_page_for_session``, with the script
+    bundle (identical for every page) computed once per URL root.
+    """
+    from bokeh.embed.elements import html_page_for_render_items
+    from bokeh.embed.util import RenderItem
 
     state = current_state()
     page_session = session_for_request(state, app_path)
     document = page_session.document
-    html = server_html_page_for_session(
-        page_session, resources=resources_for(base_url(state)), title=document.title,
-        template=document.template, template_variables=document.template_variables,
-    )
+    item = RenderItem(token=page_session.token, roots=document.roots, use_for_title=True)
+    html = html_page_for_render_items(page_bundle(base_url(state)), {}, [item], document.title,
+                                      template=document.template,
+                                      template_variables=document.template_variables or {})
     return Response(html, mimetype="text/html")
 
 

@@ -87,8 +87,6 @@ def _receive_loop(ws: BokehWebSocket, connection: ServerConnection, state: Bokeh
                 log.warning("Closed a websocket with 1009: a message was over %d bytes "
                             "(raise --websocket-max-message-size to allow it)", max_size)
             return
-        if fragment is None:
-            return
         try:
             connection.receive(fragment)
         except ProtocolViolation as violation:
