@@ -204,3 +204,13 @@ def index() -> Response | str:
         with open(state.settings.index, encoding="utf-8") as file:
             return Template(file.read()).render(prefix=prefix, items=paths)
     return render_template("bokeh/index.html", prefix=prefix, items=paths)
+
+
+def healthz() -> Response:
+    """``GET /healthz``: liveness and counts, without building any document."""
+    state = current_state()
+    return jsonify({
+        "status": "ok",
+        "sessions": {route: len(context.sessions) for route, context in sorted(state.contexts.items())},
+        "connections": len(state.connections),
+    })
