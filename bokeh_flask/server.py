@@ -74,6 +74,30 @@ class Server:
         self._done = None
         self._signal_handlers: list[t.Any] = []
 
+    @classmethod
+    def from_settings(cls, applications: t.Any = None, io_loop: t.Any = None,
+                      http_server_kwargs: dict[str, t.Any] | None = None, **kwargs: t.Any) -> Server:
+        """A ``Server`` whose unspecified settings come from ``bokeh.settings`` (``BOKEH_*``).
+
+        Like bokeh 3.10's ``Server.from_settings``: ``secret_key``, ``sign_sessions`` and
+        ``ico_path`` default to ``BOKEH_SECRET_KEY``, ``BOKEH_SIGN_SESSIONS`` and
+        ``BOKEH_ICO_PATH``; ``BOKEH_ALLOW_WS_ORIGIN`` is read when websockets open.
+        """
+        from bokeh.settings import settings as bokeh_settings
+
+        for name in _SECURITY_SETTINGS_NOT_YET:
+            value = kwargs.pop(name, None)
+            env = _SECURITY_SETTINGS_NOT_YET[name]
+            if value is not None or (env and getattr(bokeh_settings, env)(None)):
+                raise ConfigError(f"{name} is not supported by bokeh-flask yet (it comes with the security work)")
+        if kwargs.get("secret_key") is None and bokeh_settings.secret_key(None):
+            kwargs["secret_key"] = bokeh_settings.secret_key_bytes()
+        if kwargs.get("sign_sessions") is None:
+            kwargs["sign_sessions"] = bokeh_settings.sign_sessions()
+        if kwargs.get("ico_path") is None:
+            kwargs["ico_path"] = bokeh_settings.ico_path()
+        return cls(applications, io_loop=io_loop, http_server_kwargs=http_server_kwargs, **kwargs)
+
     # -- properties ----------------------------------------------------------
 
     @property
@@ -177,6 +201,18 @@ class Server:
             raise ValueError("app_path must start with a /")
         host = self.address if self.address not in (None, "", "0.0.0.0", "::") else "localhost"
         view(f"http://{host}:{self.port}{self.prefix}{app_path}", browser=browser, new=new)
+
+
+#: bokeh settings ``from_settings`` knows (name -> bokeh.settings accessor) but bokeh-flask
+#: does not implement yet; using one is an error rather than silently ignored.
+_SECURITY_SETTINGS_NOT_YET = {
+    "auth_provider": "auth_module",
+    "ssl_certfile": "ssl_certfile",
+    "ssl_keyfile": "ssl_keyfile",
+    "ssl_password": "ssl_password",
+    "cookie_secret": "cookie_secret",
+    "xsrf_cookies": None,
+}
 
 
 def _no_delay_handler() -> type:
