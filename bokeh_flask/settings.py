@@ -7,6 +7,13 @@ upper case with a ``BOKEH_`` prefix, then bokeh's own environment variables
 (``BOKEH_SECRET_KEY``, ``BOKEH_SIGN_SESSIONS``, ``BOKEH_ICO_PATH`` ...), then the
 default. ``BOKEH_ALLOW_WS_ORIGIN`` is read when a websocket opens, exactly as
 ``bokeh serve`` does, and replaces the configured allowlist.
+
+``allow_same_origin`` (on for a blueprint mounted in a Flask site, off for
+``bokeh-flask serve`` and ``Server``, which keep ``bokeh serve``'s rule) lets a
+page open the websocket of the host that served it without an allowlist
+entry. Because the check then trusts the ``Host`` header, a site that uses it
+should set Flask's ``TRUSTED_HOSTS`` (or an explicit allowlist) against DNS
+rebinding.
 """
 from __future__ import annotations
 
@@ -54,6 +61,7 @@ class ServerSettings:
     include_cookies: tuple[str, ...] | None = None
     exclude_cookies: tuple[str, ...] | None = None
     absolute_url: str | None = None
+    allow_same_origin: bool = True
     num_procs: int = 1
     use_xheaders: bool = False
     extra: dict[str, t.Any] = field(default_factory=dict)

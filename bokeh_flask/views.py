@@ -32,6 +32,21 @@ def current_state() -> BokehState:
     return state
 
 
+def same_origin_allowed(state: BokehState, origin: str) -> bool:
+    """A page of this very host, when the settings trust same-origin pages.
+
+    ``request.host`` honours Flask's ``TRUSTED_HOSTS``: an untrusted Host header
+    (DNS rebinding) fails here instead of matching its own Origin.
+    """
+    if not state.settings.allow_same_origin:
+        return False
+    try:
+        host = request.host
+    except Exception:  # werkzeug's SecurityError for a host outside TRUSTED_HOSTS
+        return False
+    return same_origin(origin, host)
+
+
 def base_url(state: BokehState) -> str:
     """Where the blueprint is mounted, seen from the browser (``SCRIPT_NAME`` included)."""
     return request.script_root + state.url_prefix
@@ -137,7 +152,7 @@ def _add_cors_headers(state: BokehState, response: Response) -> None:
     response.headers["Access-Control-Allow-Headers"] = "*"
     origin = request.headers.get("Origin")
     allowed = env_websocket_origins() or state.settings.websocket_origins()
-    if origin and (same_origin(origin, request.host) or origin_allowed(origin, allowed)):
+    if origin and (same_origin_allowed(state, origin) or origin_allowed(origin, allowed)):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
         response.headers["Vary"] = "Origin"

@@ -16,13 +16,13 @@ from simple_websocket import ConnectionClosed
 
 from .connection import CloseCode, ProtocolViolation, ServerConnection
 from .errors import PermissionDenied, SessionError
-from .origins import origin_allowed, origin_host, same_origin
+from .origins import origin_allowed, origin_host
 from .requests import RequestInfo
 from .settings import env_websocket_origins
 from .state import BokehState
 from .tokens import check_token
 from .transport import BokehWebSocket, WebSocketTransport
-from .views import current_state
+from .views import current_state, same_origin_allowed
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _check_handshake(state: BokehState) -> str:
     origin = request.headers.get("Origin")
     if origin is not None:
         allowed = env_websocket_origins() or state.settings.websocket_origins()
-        if not (same_origin(origin, request.host) or origin_allowed(origin, allowed)):
+        if not (same_origin_allowed(state, origin) or origin_allowed(origin, allowed)):
             host = origin_host(origin)
             log.error(
                 "Refusing websocket connection from Origin '%s'; use --allow-websocket-origin=%s "

@@ -51,7 +51,8 @@ def test_gunicorn_gevent_worker(serve):
     if gunicorn is None:
         pytest.skip("gunicorn is not installed next to this Python")
     server = serve.command(
-        [gunicorn, "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0", "--graceful-timeout", "5", "wsgi:app"],
+        [gunicorn, "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0", "--graceful-timeout", "5", "--no-control-socket",
+         "wsgi:app"],
         re.compile(r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)"),
         env={"BOKEH_FLASK_APPS": str(HOOKS_APP)},
     )

@@ -156,3 +156,22 @@ def test_two_sets_of_apps_in_one_site():
     assert client.get("/x/a").status_code == 200 and client.get("/y/b").status_code == 200
     assert len(first.state(site).context_for("/a").sessions) == 1
     assert len(second.state(site).context_for("/b").sessions) == 1
+
+
+def test_same_origin_rule_and_trusted_hosts():
+    from bokeh_flask.views import same_origin_allowed
+    from bokeh_flask.settings import ServerSettings
+
+    app = create_app({"/a": div_app()})
+    state = app.extensions["bokeh"]["bokeh"]
+    with app.test_request_context("/a/ws", base_url="http://mysite.example:8000"):
+        assert same_origin_allowed(state, "http://mysite.example:8000")
+        assert not same_origin_allowed(state, "http://other.example:8000")
+    state.settings = ServerSettings(allow_same_origin=False)
+    with app.test_request_context("/a/ws", base_url="http://mysite.example:8000"):
+        assert not same_origin_allowed(state, "http://mysite.example:8000")
+    guarded = create_app({"/a": div_app()})
+    guarded.config["TRUSTED_HOSTS"] = ["mysite.example"]
+    gstate = guarded.extensions["bokeh"]["bokeh"]
+    with guarded.test_request_context("/a/ws", base_url="http://rebound.example:8000"):
+        assert not same_origin_allowed(gstate, "http://rebound.example:8000")

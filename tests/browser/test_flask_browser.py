@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import (_RUNNING_AT, REPO_ROOT, STARTUP_TIMEOUT, RunningServer, _OutputReader,
-                                   _stop_process, server_command)
+from tests.support.servers import (_RUNNING_AT, REPO_ROOT, STARTUP_TIMEOUT, STOP_TIMEOUT, RunningServer,
+                                   _OutputReader, _stop_process, server_command)
 
 pytest.importorskip("playwright.sync_api", reason="browser tests need the 'playwright' package")
 from playwright.sync_api import expect  # noqa: E402
@@ -77,6 +77,7 @@ class _Starting:
                 pytest.fail(f"no {self.ready_line.pattern!r} line from: {' '.join(self.cmd)}\n"
                             f"exit code {self.proc.returncode}; output:\n{self.reader.text()}")
             port = int(match.group("port"))
+            assert port != 0, f"reported port 0 instead of the bound port:\n{self.reader.text()}"
             self.server = RunningServer(f"http://127.0.0.1:{port}", self.proc, port, self.reader)
         return self.server
 
@@ -105,13 +106,23 @@ class Launcher:
         return self.start([sys.executable, path, *args], ready)
 
     def stop_all(self) -> None:
+        """SIGTERM to all first, so they shut down in parallel; then wait (SIGKILL stragglers)."""
+        for starting in self._started:
+            if starting.proc.poll() is None:
+                starting.proc.terminate()
         for starting in reversed(self._started):
-            starting.stop()
+            try:
+                starting.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                starting.proc.kill()
+                starting.proc.wait(timeout=STOP_TIMEOUT)
+            starting.reader.join()
         self._started.clear()
 
 
 def gunicorn_private_args() -> list[str]:
-    """No control socket (gunicorn >= 24 shares one in ~/.gunicorn by default)."""
+    """No control socket: recent gunicorns open one at a fixed path (~/.gunicorn/gunicorn.ctl)
+    that concurrently running gunicorns would fight over."""
     from gunicorn.config import KNOWN_SETTINGS
 
     return ["--no-control-socket"] if any("--no-control-socket" in (s.cli or ()) for s in KNOWN_SETTINGS) else []
@@ -139,11 +150,10 @@ def servers(launcher):
     site = launcher.script(EXAMPLES / "flask_site" / "app.py", "--port", "0", ready=SITE_READY)
     gunicorn = None
     if importlib.util.find_spec("gunicorn") is not None:
-        gunicorn_port = free_port()
         gunicorn = launcher.start(
-            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--bind", f"127.0.0.1:{gunicorn_port}",
+            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--bind", "127.0.0.1:0",
              *gunicorn_private_args(), "--chdir", EXAMPLES / "flask_site", "app:app"],
-            GUNICORN_READY, env={"BOKEH_ALLOW_WS_ORIGIN": f"localhost:{gunicorn_port}"})
+            GUNICORN_READY)
     bokeh = launcher.bokeh(SLIDERS, extra_args=("--allow-websocket-origin", f"localhost:{embed_port}",
                                                 "--allow-websocket-origin", f"localhost:{per_user_port}"))
     strict = launcher.bokeh(SLIDERS)
@@ -155,7 +165,8 @@ def servers(launcher):
                               ready=EMBED_READY)
     per_user = launcher.script(EXAMPLES / "per_user" / "app.py", "--port", per_user_port,
                                "--bokeh-url", bokeh_url, ready=PER_USER_READY)
-    return {"site": site.ready(), "gunicorn_site": gunicorn and gunicorn.ready(), "bokeh": bokeh.ready(), "bokeh_strict": strict.ready(),
+    return {"site": site.ready(), "gunicorn_site": gunicorn and gunicorn.ready(),
+            "bokeh": bokeh.ready(), "bokeh_strict": strict.ready(),
             "embed": embed.ready(), "embed_refused": refused.ready(), "per_user": per_user.ready()}
 
 
@@ -210,8 +221,11 @@ def read_session(url: str, session_id: str) -> tuple[str, str]:
             doc = session.document
             return doc.get_model_by_name("sine-plot").title.text, doc.get_model_by_name("clicks").text
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
         return pool.submit(pull).result(timeout=20)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def ws_url(server: RunningServer, path: str) -> str:
@@ -281,7 +295,7 @@ def test_site_dashboard_embeds_sliders_same_origin(page, console, servers):
 
 
 def test_site_under_gunicorn_gevent_worker(page, console, servers):
-    """``gunicorn -k gevent --chdir examples/flask_site app:app``, origin set by BOKEH_ALLOW_WS_ORIGIN."""
+    """``gunicorn -k gevent --chdir examples/flask_site app:app`` serves the site and its websockets."""
     site = servers["gunicorn_site"]
     if site is None:
         pytest.skip("gunicorn is not installed")
