@@ -146,3 +146,20 @@ def test_async_callback_is_awaited_under_the_lock():
     clock.advance(0)
     assert div.text == "after"
     assert seen["curdoc"] is doc
+
+
+def test_without_document_lock_runs_unlocked():
+    from bokeh.document import without_document_lock
+
+    clock = ManualScheduler()
+    session, doc = make_session(clock)
+    outcome = []
+
+    @without_document_lock
+    def unlocked() -> None:
+        # the lock is not reentrant: taking it here only works if the callback does not hold it
+        outcome.append(session.with_document_locked(lambda: "took the lock"))
+
+    doc.add_next_tick_callback(unlocked)
+    clock.advance(0)
+    assert outcome == ["took the lock"]

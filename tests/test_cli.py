@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from tests.support.client import pull_texts
+from tests.support.waiting import wait_until
 from tests.support.servers import EXAMPLES, REPO_ROOT
 
 APPS = REPO_ROOT / "tests" / "apps"
@@ -130,3 +131,53 @@ def test_an_app_that_raises_is_logged_and_others_keep_working(serve):
     output = server.wait_for_output(r"this app is broken on purpose").string
     assert re.search(r"raises_app\.py.*line 6|line 6.*raises_app\.py", output, re.S), output[-2000:]
     assert get(server.app_url("sliders"))[0] == 200
+
+
+def test_notebook_app(serve):
+    server = serve(APPS / "notebook_app.ipynb")
+    assert pull_texts(server.app_url("notebook_app"))["texts"] == {"nb": "from a notebook"}
+
+
+def test_logging_flags(serve):
+    server = serve(APPS / "argv_app.py", extra_args=[
+        "--log-level", "debug", "--log-format", "LOGGED %(levelname)s %(message)s",
+        "--stats-log-frequency", "100", "--mem-log-frequency", "100"])
+    pull_texts(server.app_url("argv_app"))
+    server.wait_for_output(r"LOGGED DEBUG \[pid \d+\] \d+ clients connected")
+    server.wait_for_output(r"LOGGED DEBUG \[pid \d+\]   /argv_app has \d+ sessions with \d+ unused")
+    server.wait_for_output(r"LOGGED INFO \[pid \d+\] Memory usage: [\d.]+ MB \(RSS\)")
+    assert re.search(r"LOGGED INFO Bokeh app running at: http://127\.0\.0\.1:\d+/argv_app", server.output())
+
+
+def test_log_file(tmp_path):
+    log_file = tmp_path / "server.log"
+    proc = subprocess.Popen([sys.executable, "-m", "bokeh_flask", "serve", str(APPS / "argv_app.py"), "--port", "0",
+                             "--address", "127.0.0.1", "--log-file", str(log_file)], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        running = wait_until(lambda: log_file.exists() and re.search(
+            r"Bokeh app running at: (http://127\.0\.0\.1:\d+/argv_app)", log_file.read_text()), timeout=60)
+        pull_texts(running.group(1))
+        assert wait_until(lambda: "GET /argv_app/ws" in log_file.read_text(), timeout=20)
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "Bokeh app running at" not in output  # everything went to the file
+
+
+def test_show_opens_every_app_in_a_browser(serve, tmp_path, monkeypatch):
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "fake-browser"
+    browser.write_text(f"#!/bin/sh\necho \"$1\" >> {opened}\n")
+    browser.chmod(0o755)
+    monkeypatch.setenv("BROWSER", f"{browser} %s")
+    serve(APPS / "argv_app.py", APPS / "notebook_app.ipynb", extra_args=["--show"])
+
+    def both_opened() -> list[str] | None:
+        urls = sorted(opened.read_text().split()) if opened.exists() else []
+        return urls if len(urls) == 2 else None
+
+    urls = wait_until(both_opened, timeout=30)
+    assert [re.sub(r":\d+", ":PORT", u) for u in urls] == ["http://127.0.0.1:PORT/argv_app",
+                                                           "http://127.0.0.1:PORT/notebook_app"]
