@@ -181,10 +181,13 @@ class ApplicationContext:
 
     def _run_session_hooks(self, name: str, context: BokehSessionContext) -> None:
         for handler in self.application.handlers:
-            if getattr(type(handler), name) is getattr(Handler, name):
-                continue  # the handler does not implement this hook
+            hook = user_hook(handler, name)
+            if hook is None:
+                continue
             try:
-                self._scheduler.finish(_await_fully(getattr(handler, name)(context)))
+                result = hook(context)
+                if inspect.isawaitable(result):
+                    self._scheduler.finish(_await_fully(result))
             except Exception:
                 log.exception("Error in %s of application %r", name, self.url)
 
@@ -225,6 +228,25 @@ class ApplicationContext:
             self._run_session_hooks("on_session_destroyed", context)
             _run_document_destroyed_callbacks(context)
         session.destroy()
+
+
+def user_hook(handler: Handler, name: str) -> t.Callable[[t.Any], t.Any] | None:
+    """The function to call for a session hook of ``handler``, or ``None`` if it has none.
+
+    For bokeh's lifecycle handlers (``server_lifecycle.py``, ``app_hooks.py``, and
+    a directory's hooks) this is the user's own function, so an ``async def``
+    hook is awaited and a plain one runs in the calling greenlet: bokeh 3.9
+    returns the coroutine unawaited, and 3.10 calls it on a thread and drops it.
+    """
+    inner = getattr(handler, "_lifecycle_handler", None)
+    if isinstance(inner, Handler):
+        return user_hook(inner, name)
+    function = getattr(handler, f"_{name}", None)
+    if callable(function):
+        return None if getattr(function, "__name__", "") == "_do_nothing" else function
+    if getattr(type(handler), name) is getattr(Handler, name):
+        return None
+    return t.cast(t.Callable[[t.Any], t.Any], getattr(handler, name))
 
 
 async def _await_fully(value: t.Any) -> t.Any:
