@@ -12,6 +12,7 @@ import typing as t
 
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "None")
 DEFAULT_LOG_FORMAT = "%(asctime)s %(message)s"
+SESSION_ID_MODES = ("unsigned", "signed", "external-signed")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -65,6 +66,9 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mem-log-frequency", type=int, default=0, metavar="MILLISECONDS",
                    help="interval of the memory log (0 = off; needs psutil)")
     p.add_argument("--num-procs", type=int, default=1, help="number of worker processes (1 for now)")
+    p.add_argument("--session-ids", choices=SESSION_ID_MODES, default=None,
+                   help="unsigned, signed (needs BOKEH_SECRET_KEY) or external-signed (ids must come "
+                        "from outside); default from BOKEH_SIGN_SESSIONS")
 
 
 def split_args(argv: list[str]) -> tuple[list[str], list[str] | None]:
@@ -142,7 +146,15 @@ def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.A
         websocket_max_message_size_bytes=options.websocket_max_message_size,
         session_token_expiration=options.session_token_expiration,
         num_procs=options.num_procs,
+        **_session_id_settings(options.session_ids),
     )
+
+
+def _session_id_settings(mode: str | None) -> dict[str, t.Any]:
+    """``--session-ids`` as settings; without it ``BOKEH_SIGN_SESSIONS`` decides."""
+    if mode is None:
+        return {}
+    return {"sign_sessions": mode != "unsigned", "generate_session_ids": mode != "external-signed"}
 
 
 def _configure_logging(options: argparse.Namespace) -> None:

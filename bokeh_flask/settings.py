@@ -23,6 +23,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .keystrength import MINIMUM_BITS, estimated_bits
 from .origins import with_default_port
 
 DEFAULT_PORT = 5006
@@ -131,6 +132,13 @@ class ServerSettings:
                 "Signed session ids need a secret key: set BOKEH_SECRET_KEY "
                 "(generate one with `bokeh-flask secret`)"
             )
+        if self.sign_sessions and self.secret_key:
+            bits = estimated_bits(self.secret_key)
+            if bits < MINIMUM_BITS:
+                raise ConfigError(
+                    f"BOKEH_SECRET_KEY is too weak to sign sessions (about {bits:.0f} bits of entropy, "
+                    f"{MINIMUM_BITS} needed): generate one with `bokeh-flask secret`"
+                )
         if not self.generate_session_ids and not self.sign_sessions:
             raise ConfigError("external-signed session ids need signing turned on (sign_sessions=True)")
 

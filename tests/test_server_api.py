@@ -105,7 +105,9 @@ FROM_SETTINGS = """
 
 
 def test_from_settings_reads_bokeh_environment(monkeypatch):
-    monkeypatch.setenv("BOKEH_SECRET_KEY", "k" * 44)
+    from bokeh.util.token import generate_secret_key
+
+    monkeypatch.setenv("BOKEH_SECRET_KEY", generate_secret_key())
     monkeypatch.setenv("BOKEH_SIGN_SESSIONS", "yes")
     monkeypatch.setenv("BOKEH_ICO_PATH", "none")
     result = run_client(FROM_SETTINGS)

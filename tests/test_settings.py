@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from bokeh.util.token import generate_jwt_token, generate_session_id, get_token_payload
+from bokeh.util.token import generate_jwt_token, generate_secret_key, generate_session_id, get_token_payload
 
 from bokeh_flask.errors import ConfigError, PermissionDenied
 from bokeh_flask.origins import origin_allowed
@@ -10,7 +10,7 @@ from bokeh_flask.requests import RequestInfo
 from bokeh_flask.settings import ServerSettings, env_websocket_origins
 from bokeh_flask.tokens import check_token, requested_session, token_for
 
-SECRET = "x" * 44
+SECRET = generate_secret_key()
 
 
 def test_precedence_kwargs_then_config_then_environment():
@@ -100,3 +100,18 @@ def test_expired_and_forged_tokens_are_refused():
     signed = ServerSettings(sign_sessions=True, secret_key=SECRET.encode())
     with pytest.raises(PermissionDenied, match="signature"):
         check_token(generate_jwt_token("unsigned-id"), signed)
+
+
+@pytest.mark.parametrize("key, ok", [
+    (generate_secret_key(), True),
+    ("k" * 44, False),
+    ("abcdefghijklmnopqrstuvwxyz", False),  # 26 lower-case letters: ~122 bits
+    ("Tr0ub4dor&3", False),
+    ("".join(chr(33 + (i * 7) % 90) for i in range(60)), True),
+])
+def test_weak_secret_keys_are_refused(key, ok):
+    if ok:
+        ServerSettings(sign_sessions=True, secret_key=key.encode())
+    else:
+        with pytest.raises(ConfigError, match="too weak.*bokeh-flask secret"):
+            ServerSettings(sign_sessions=True, secret_key=key.encode())

@@ -1,0 +1,93 @@
+"""``--session-ids unsigned | signed | external-signed`` against a live server."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+import websocket
+from bokeh.util.token import (check_session_id_signature, generate_jwt_token, generate_secret_key,
+                              generate_session_id, get_session_id)
+
+from tests.support.bokeh_ws import BokehWS
+from tests.support.client import pull_texts
+from tests.support.servers import REPO_ROOT
+
+APP = REPO_ROOT / "tests" / "apps" / "argv_app.py"
+KEY = generate_secret_key()
+pytestmark = pytest.mark.slow
+
+
+def status_of(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.fixture
+def signing_env(monkeypatch):
+    monkeypatch.setenv("BOKEH_SECRET_KEY", KEY)
+    monkeypatch.delenv("BOKEH_SIGN_SESSIONS", raising=False)
+
+
+def test_signed_mode_makes_signed_ids_and_refuses_forged_ones(serve, signing_env):
+    server = serve(APP, extra_args=["--session-ids", "signed"])
+    url = server.app_url("argv_app")
+    status, page = status_of(url)
+    assert status == 200
+    session_id = get_session_id(re.search(r'"token":"([^"]+)"', page).group(1))
+    assert check_session_id_signature(session_id, secret_key=KEY.encode(), signed=True)
+
+    assert status_of(f"{url}?bokeh-session-id=made-up")[0] == 403
+    good_id = generate_session_id(secret_key=KEY.encode(), signed=True)
+    assert status_of(f"{url}?bokeh-session-id={good_id}")[0] == 200
+    other_key_id = generate_session_id(secret_key=generate_secret_key().encode(), signed=True)
+    assert status_of(f"{url}?bokeh-session-id={other_key_id}")[0] == 403
+
+    # websockets: a token signed with the key opens; unsigned or tampered ones are refused before the upgrade
+    token = generate_jwt_token(good_id, secret_key=KEY.encode(), signed=True)
+    with BokehWS.connect(server, "argv_app", token=token) as ws:
+        assert ws.recv_message().msgtype == "ACK"
+    for bad in (generate_jwt_token(generate_session_id()), token[:-3] + "abc", token.split(".")[0]):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            BokehWS.connect(server, "argv_app", token=bad)
+        assert refused.value.status_code == 403
+    server.wait_for_output(r"invalid signature")
+
+
+def test_bokeh_client_works_with_signed_ids(serve, signing_env, monkeypatch):
+    server = serve(APP, extra_args=["--session-ids", "signed"])
+    monkeypatch.setenv("BOKEH_SIGN_SESSIONS", "yes")  # how bokeh.client learns to sign its ids
+    result = pull_texts(server.app_url("argv_app"))
+    assert check_session_id_signature(result["session_id"], secret_key=KEY.encode(), signed=True)
+    assert result["texts"]["argv"].startswith("ARGV=")
+
+
+def test_external_signed_mode_never_generates_ids(serve, signing_env):
+    server = serve(APP, extra_args=["--session-ids", "external-signed"])
+    url = server.app_url("argv_app")
+    status, body = status_of(url)
+    assert status == 403 and "No bokeh-session-id provided" in body
+    good_id = generate_session_id(secret_key=KEY.encode(), signed=True)
+    assert status_of(f"{url}?bokeh-session-id={good_id}")[0] == 200
+    assert status_of(f"{url}?bokeh-session-id=unsigned")[0] == 403
+
+
+@pytest.mark.parametrize("env, message", [
+    ({}, "Signed session ids need a secret key"),
+    ({"BOKEH_SECRET_KEY": "k" * 44}, "too weak"),
+])
+def test_signing_without_a_good_key_is_a_startup_error(env, message, monkeypatch):
+    monkeypatch.delenv("BOKEH_SECRET_KEY", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = subprocess.run([sys.executable, "-m", "bokeh_flask", "serve", str(APP), "--session-ids", "signed",
+                             "--port", "0"], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
