@@ -66,6 +66,10 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mem-log-frequency", type=int, default=0, metavar="MILLISECONDS",
                    help="interval of the memory log (0 = off; needs psutil)")
     p.add_argument("--num-procs", type=int, default=1, help="number of worker processes (1 for now)")
+    p.add_argument("--auth-module", default=None, metavar="PATH",
+                   help="a bokeh serve auth module (get_user, login_url, ...); env BOKEH_AUTH_MODULE")
+    p.add_argument("--cookie-secret", default=None,
+                   help="key for signed cookies that auth modules read; env BOKEH_COOKIE_SECRET")
     p.add_argument("--session-ids", choices=SESSION_ID_MODES, default=None,
                    help="unsigned, signed (needs BOKEH_SECRET_KEY) or external-signed (ids must come "
                         "from outside); default from BOKEH_SIGN_SESSIONS")
@@ -146,6 +150,8 @@ def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.A
         websocket_max_message_size_bytes=options.websocket_max_message_size,
         session_token_expiration=options.session_token_expiration,
         num_procs=options.num_procs,
+        auth_module=options.auth_module,
+        cookie_secret=options.cookie_secret,
         **_session_id_settings(options.session_ids),
     )
 

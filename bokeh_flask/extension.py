@@ -23,6 +23,7 @@ from flask import Blueprint, Flask
 from flask.blueprints import BlueprintSetupState
 
 from . import views, websocket
+from .auth import AuthProvider, load_auth_module, provider_from_callable
 from .curdoc import install_context_local_curdoc
 from .loading import build_applications
 from .scheduling import Scheduler
@@ -63,9 +64,11 @@ class BokehFlask:
 
     def __init__(self, applications: t.Any = None, *, app: Flask | None = None, name: str = "bokeh",
                  argv: t.Sequence[str] | None = None, scheduler: Scheduler | None = None,
-                 **settings: t.Any) -> None:
+                 authorize: t.Callable[[], t.Any] | None = None, login_url: str | None = None,
+                 logout_url: str | None = None, **settings: t.Any) -> None:
         self.applications: dict[str, Application] = build_applications(applications, argv)
         self._overrides = settings
+        self._authorize = provider_from_callable(authorize, login_url, logout_url) if authorize else None
         self._scheduler = scheduler
         self.blueprint = self._make_blueprint(name)
         if app is not None:
@@ -84,6 +87,7 @@ class BokehFlask:
     def _make_blueprint(self, name: str) -> Blueprint:
         bp = Blueprint(name, __name__, template_folder="templates")
         bp.record(self._on_register)
+        bp.before_request(views.guard)
         for route in sorted(self.applications, key=len, reverse=True):
             _add_app_rules(bp, route, self.applications[route])
         if "/" not in self.applications:
@@ -104,9 +108,20 @@ class BokehFlask:
         url_prefix = normalise_prefix(setup.url_prefix)
         install_context_local_curdoc()
         scheduler = self._scheduler or default_scheduler()
-        states[setup.name] = BokehState(self.applications, settings, scheduler, url_prefix)
+        auth = self._authorize or (load_auth_module(settings.auth_module) if settings.auth_module else None)
+        states[setup.name] = BokehState(self.applications, settings, scheduler, url_prefix, auth)
+        if auth is not None:
+            _mount_auth_views(setup, auth)
         log.debug("bokeh blueprint %r registered at %r serving %s", setup.name, url_prefix or "/",
                   ", ".join(sorted(self.applications)))
+
+
+def _mount_auth_views(setup: BlueprintSetupState, auth: AuthProvider) -> None:
+    """An auth module's ``LoginHandler`` / ``LogoutHandler`` at its relative URLs."""
+    if auth.login_view is not None and auth.login_url:
+        setup.add_url_rule(auth.login_url, "login", auth.login_view, methods=["GET", "POST"])
+    if auth.logout_view is not None and auth.logout_url:
+        setup.add_url_rule(auth.logout_url, "logout", auth.logout_view, methods=["GET", "POST"])
 
 
 def _add_app_rules(bp: Blueprint, route: str, application: Application) -> None:

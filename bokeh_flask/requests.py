@@ -12,6 +12,10 @@ import typing as t
 from dataclasses import dataclass, field, replace
 
 
+#: the token payload key that carries the logged-in user to wherever the websocket lands
+USER_KEY = "bokeh_flask_user"
+
+
 @dataclass(frozen=True)
 class RequestInfo:
     """A plain, Tornado-shaped view of one HTTP request."""
@@ -26,6 +30,8 @@ class RequestInfo:
     remote_ip: str | None = None
     protocol: str = "http"
     method: str = "GET"
+    #: who the auth module or ``authorize=`` check said is logged in (``None`` without auth)
+    user: t.Any = None
 
     @classmethod
     def from_flask(cls, request: t.Any) -> RequestInfo:
@@ -57,6 +63,8 @@ class RequestInfo:
                 changes[name] = dict(payload[name])
         arguments = changes.get("arguments", self.arguments)
         changes["arguments"] = {k: v for k, v in arguments.items() if k != "bokeh-session-id"}
+        if payload.get(USER_KEY) is not None:
+            changes["user"] = payload[USER_KEY]
         cookies = changes.get("cookies")
         headers = changes.get("headers")
         if cookies and headers is not None and "Cookie" not in headers:

@@ -63,6 +63,8 @@ class ServerSettings:
     exclude_cookies: tuple[str, ...] | None = None
     absolute_url: str | None = None
     allow_same_origin: bool = True
+    auth_module: str | None = None
+    cookie_secret: str | None = None
     num_procs: int = 1
     use_xheaders: bool = False
     extra: dict[str, t.Any] = field(default_factory=dict)
@@ -193,6 +195,9 @@ def _from_bokeh_environment(values: dict[str, t.Any], environ: t.Mapping[str, st
         found["sign_sessions"] = _truthy(environ["BOKEH_SIGN_SESSIONS"])
     if "ico_path" not in values and environ.get("BOKEH_ICO_PATH"):
         found["ico_path"] = environ["BOKEH_ICO_PATH"]
+    for name, variable in (("auth_module", "BOKEH_AUTH_MODULE"), ("cookie_secret", "BOKEH_COOKIE_SECRET")):
+        if name not in values and environ.get(variable):
+            found[name] = environ[variable]
     return found
 
 

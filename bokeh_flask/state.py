@@ -19,6 +19,8 @@ from .settings import ServerSettings
 if t.TYPE_CHECKING:
     from bokeh.application import Application
 
+    from .auth import AuthProvider
+
     from .connection import ServerConnection
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,9 @@ class BokehState:
     """Everything one registration of the bokeh blueprint serves and runs."""
 
     def __init__(self, applications: t.Mapping[str, Application], settings: ServerSettings,
-                 scheduler: Scheduler, url_prefix: str = "") -> None:
+                 scheduler: Scheduler, url_prefix: str = "", auth: AuthProvider | None = None) -> None:
         self.settings = settings
+        self.auth = auth
         self.scheduler = scheduler
         self.url_prefix = url_prefix
         self.contexts = {route: ApplicationContext(app, route, scheduler) for route, app in applications.items()}

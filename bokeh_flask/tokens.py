@@ -20,7 +20,7 @@ from bokeh.util.token import (
 )
 
 from .errors import PermissionDenied
-from .requests import RequestInfo
+from .requests import USER_KEY, RequestInfo
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,9 @@ def token_for(session_id: str, request: RequestInfo, settings: ServerSettings,
     if cookies and "Cookie" in headers and "Cookie" not in (settings.include_headers or ()):
         del headers["Cookie"]
     payload: dict[str, t.Any] = {"headers": headers, "cookies": cookies, "arguments": dict(request.arguments)}
+    if request.user is not None:
+        user = request.user
+        payload[USER_KEY] = user if isinstance(user, (str, int, float, bool)) else str(user)
     payload.update(extra_payload or {})
     return generate_jwt_token(session_id, secret_key=settings.secret_key, signed=settings.sign_sessions,
                               expiration=settings.session_token_expiration, extra_payload=payload)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import logging
 import typing as t
-from dataclasses import dataclass
-from urllib.parse import urlparse
+from dataclasses import dataclass, replace
+from urllib.parse import urlencode, urlparse
 
-from flask import Response, abort, current_app, jsonify, redirect, render_template, request, send_file
+from flask import Response, abort, current_app, g, jsonify, redirect, render_template, request, send_file
 from jinja2 import Template
 
 from .errors import PermissionDenied, SessionError
@@ -47,6 +47,43 @@ def same_origin_allowed(state: BokehState, origin: str) -> bool:
     return same_origin(origin, host)
 
 
+#: endpoints a logged-out user may reach (bokeh guards the index, pages, websocket,
+#: metadata and autoload.js, and leaves BokehJS and static files public)
+PUBLIC_ENDPOINTS = {"static", "extension_static", "app_static", "favicon", "healthz", "login", "logout"}
+
+
+def guard() -> Response | None:
+    """Blueprint ``before_request``: refuse users the auth module does not know.
+
+    Runs before any view, so a websocket is refused with 403 before its upgrade;
+    a page request is redirected to the login URL.
+    """
+    state = current_state()
+    provider = state.auth
+    endpoint = (request.endpoint or "").rsplit(".", 1)[-1]
+    if provider is None or endpoint in PUBLIC_ENDPOINTS:
+        return None
+    from .tornado_shim import RequestHandlerShim
+
+    handler = RequestHandlerShim(request, state.settings.cookie_secret)
+    try:
+        user = provider.user(handler, state.scheduler.finish)
+    except Exception:
+        log.exception("The auth module's get_user failed; treating the request as not logged in")
+        user = None
+    if user is not None:
+        g.bokeh_user = user
+        return None
+    if endpoint == "ws" or request.method not in ("GET", "HEAD"):
+        log.warning("Refused %s %s: not authenticated", request.method, request.path)
+        abort(403, "not authenticated")
+    location = provider.login_location(handler)
+    if provider.urls_under_blueprint and location.startswith("/") and not location.startswith("//"):
+        location = base_url(state) + location
+    separator = "&" if "?" in location else "?"
+    return redirect(f"{location}{separator}{urlencode({'next': request.full_path.rstrip('?')})}")
+
+
 def base_url(state: BokehState) -> str:
     """Where the blueprint is mounted, seen from the browser (``SCRIPT_NAME`` included)."""
     return request.script_root + state.url_prefix
@@ -68,7 +105,7 @@ def session_for_request(state: BokehState, app_path: str) -> _PageSession:
     arguments = {key: request.args.get(key, "") for key in ("bokeh-token", "bokeh-session-id") if key in request.args}
     try:
         session_id, token = requested_session(arguments, request.headers, settings)
-        info = RequestInfo.from_flask(request)
+        info = replace(RequestInfo.from_flask(request), user=g.get("bokeh_user"))
         if token is None:
             check_session_id(session_id, settings)
             extra = context.application.process_request(info) or {}

@@ -1,0 +1,151 @@
+"""Auth modules (``--auth-module``) and the Flask-native ``authorize=`` check."""
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+import websocket
+from bokeh.util.token import get_session_id
+from flask import Flask, session
+
+from bokeh_flask import BokehFlask
+from bokeh_flask.signed_cookies import create_signed_value, decode_signed_value
+from bokeh_flask.tornado_shim import RequestHandlerShim
+from tests.support.bokeh_ws import BokehWS, models_by_name
+from tests.support.servers import EXAMPLES, REPO_ROOT
+
+APPS = REPO_ROOT / "tests" / "apps"
+AUTH_MODULE = EXAMPLES / "auth" / "auth_module.py"
+COOKIE_SECRET = "a-cookie-secret-for-tests"
+
+
+def test_signed_cookies_match_tornados_format():
+    web = pytest.importorskip("tornado.web")
+    theirs = web.create_signed_value(COOKIE_SECRET, "user", "alice")
+    assert decode_signed_value(COOKIE_SECRET, "user", theirs) == b"alice"
+    ours = create_signed_value(COOKIE_SECRET, "user", "bob")
+    assert web.decode_signed_value(COOKIE_SECRET, "user", ours) == b"bob"
+    assert decode_signed_value(COOKIE_SECRET, "other-name", ours) is None
+    assert decode_signed_value("wrong secret", "user", ours) is None
+    assert decode_signed_value(COOKIE_SECRET, "user", ours.replace(b"Ym9i", b"YWxp")) is None
+    assert decode_signed_value(COOKIE_SECRET, "user", ours, max_age_days=1, now=2e10) is None
+
+
+def test_shim_offers_what_auth_modules_read():
+    app = Flask("t")
+    with app.test_request_context("/x?N=3&N=4", headers={"X-Forwarded-User": "carol", "Cookie": "plain=1"},
+                                  environ_base={"REMOTE_ADDR": "10.1.2.3"}):
+        from flask import request
+
+        handler = RequestHandlerShim(request, COOKIE_SECRET)
+        assert handler.get_cookie("plain") == "1" and handler.get_cookie("nope", "d") == "d"
+        assert handler.request.cookies["plain"].value == "1"
+        assert handler.request.headers.get("x-forwarded-user") == "carol"
+        assert handler.request.arguments == {"N": [b"3", b"4"]}
+        assert handler.get_argument("N") == "4" and handler.get_arguments("N") == ["3", "4"]
+        assert handler.request.remote_ip == "10.1.2.3"
+        assert handler.get_secure_cookie("user") is None
+
+
+class _Session:
+    """A cookie-keeping HTTP client that does not follow redirects."""
+
+    def __init__(self) -> None:
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect)
+
+    def request(self, url: str, data: dict | None = None) -> tuple[int, dict, str]:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        try:
+            with self.opener.open(url, data=body, timeout=20) as response:
+                return response.status, dict(response.headers), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read().decode()
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{c.name}={c.value}" for c in self.jar)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+@pytest.mark.slow
+def test_auth_module_guards_pages_and_websockets(serve):
+    server = serve(APPS / "whoami_app.py", extra_args=["--auth-module", str(AUTH_MODULE),
+                                                       "--cookie-secret", COOKIE_SECRET])
+    app_url = server.app_url("whoami_app")
+    client = _Session()
+    status, headers, _ = client.request(app_url + "?x=1")
+    assert status == 302 and headers["Location"].endswith("/login?next=%2Fwhoami_app%3Fx%3D1")
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        BokehWS.connect(server, "whoami_app")
+    assert refused.value.status_code == 403
+    server.wait_for_output(r"Refused GET /whoami_app/ws: not authenticated")
+
+    status, _, page = client.request(server.browser_url + "/login?next=/whoami_app", {"username": "alice",
+                                                                                       "password": "nope"})
+    assert status == 401 and "wrong password" in page
+    status, headers, _ = client.request(server.browser_url + "/login?next=/whoami_app", {"username": "alice",
+                                                                                         "password": "wonderland"})
+    assert status == 302 and headers["Location"].endswith("/whoami_app")
+    status, _, page = client.request(app_url)
+    assert status == 200
+    token = re.search(r'"token":"([^"]+)"', page).group(1)
+    with BokehWS.connect(server, "whoami_app", token=token, headers=[f"Cookie: {client.cookie_header()}"]) as ws:
+        assert ws.recv_message().msgtype == "ACK"
+        doc = ws.pull().content["doc"]
+        assert models_by_name(doc)["whoami"]["attributes"]["text"] == "user=alice"
+    assert get_session_id(token)
+    status, headers, _ = client.request(server.browser_url + "/logout")
+    assert status == 302
+    assert client.request(app_url)[0] == 302
+
+
+@pytest.mark.parametrize("source, message", [
+    ("from tornado.web import RequestHandler\nlogin_url = '/login'\ndef get_user(h): return None\n"
+     "class LoginHandler(RequestHandler):\n    pass\n", "is a Tornado RequestHandler"),
+    ("login_url = '/login'\n", "exactly one of get_user or get_user_async"),
+    ("def get_user(h): return None\n", "exactly one of login_url or get_login_url"),
+    ("raise ImportError('missing dependency')\n", "failed to load: ImportError: missing dependency"),
+])
+def test_bad_auth_modules_are_one_line_startup_errors(tmp_path, source, message):
+    module = tmp_path / "auth.py"
+    module.write_text(source)
+    result = subprocess.run([sys.executable, "-m", "bokeh_flask", "serve", str(APPS / "argv_app.py"), "--port", "0",
+                             "--auth-module", str(module)], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_flask_native_authorize_guards_every_route():
+    site = Flask("site")
+    site.secret_key = "test"
+
+    @site.route("/login")
+    def login():
+        session["user"] = "dana"
+        return "logged in"
+
+    BokehFlask({"/app": str(APPS / "whoami_app.py")}, authorize=lambda: session.get("user"),
+               login_url="/login").init_app(site, url_prefix="/dash")
+    client = site.test_client()
+    refused = client.get("/dash/app")
+    assert refused.status_code == 302 and refused.headers["Location"] == "/login?next=%2Fdash%2Fapp"
+    ws = client.get("/dash/app/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+    assert ws.status_code == 403
+    assert client.get("/dash/static/js/bokeh.min.js").status_code == 200  # BokehJS stays public
+    client.get("/login")
+    page = client.get("/dash/app")
+    assert page.status_code == 200
+    from bokeh.util.token import get_token_payload
+
+    payload = get_token_payload(re.search(r'"token":"([^"]+)"', page.text).group(1))
+    assert payload["bokeh_flask_user"] == "dana"
