@@ -70,6 +70,8 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="a bokeh serve auth module (get_user, login_url, ...); env BOKEH_AUTH_MODULE")
     p.add_argument("--cookie-secret", default=None,
                    help="key for signed cookies that auth modules read; env BOKEH_COOKIE_SECRET")
+    p.add_argument("--enable-xsrf-cookies", action="store_true", default=None,
+                   help="POST/PUT/DELETE to login, logout and custom views need an XSRF token; env BOKEH_XSRF_COOKIES")
     p.add_argument("--session-ids", choices=SESSION_ID_MODES, default=None,
                    help="unsigned, signed (needs BOKEH_SECRET_KEY) or external-signed (ids must come "
                         "from outside); default from BOKEH_SIGN_SESSIONS")
@@ -152,6 +154,7 @@ def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.A
         num_procs=options.num_procs,
         auth_module=options.auth_module,
         cookie_secret=options.cookie_secret,
+        xsrf_cookies=options.enable_xsrf_cookies,
         **_session_id_settings(options.session_ids),
     )
 

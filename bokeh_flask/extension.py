@@ -88,6 +88,8 @@ class BokehFlask:
         bp = Blueprint(name, __name__, template_folder="templates")
         bp.record(self._on_register)
         bp.before_request(views.guard)
+        bp.after_request(views.set_xsrf_cookie)
+        bp.app_context_processor(_template_helpers)
         for route in sorted(self.applications, key=len, reverse=True):
             _add_app_rules(bp, route, self.applications[route])
         if "/" not in self.applications:
@@ -114,6 +116,13 @@ class BokehFlask:
             _mount_auth_views(setup, auth)
         log.debug("bokeh blueprint %r registered at %r serving %s", setup.name, url_prefix or "/",
                   ", ".join(sorted(self.applications)))
+
+
+def _template_helpers() -> dict[str, t.Any]:
+    """``xsrf_form_html()`` in the site's templates, as Tornado offers it."""
+    from .xsrf import xsrf_form_html
+
+    return {"xsrf_form_html": xsrf_form_html}
 
 
 def _mount_auth_views(setup: BlueprintSetupState, auth: AuthProvider) -> None:

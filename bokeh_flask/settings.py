@@ -65,6 +65,7 @@ class ServerSettings:
     allow_same_origin: bool = True
     auth_module: str | None = None
     cookie_secret: str | None = None
+    xsrf_cookies: bool = False
     num_procs: int = 1
     use_xheaders: bool = False
     extra: dict[str, t.Any] = field(default_factory=dict)
@@ -195,6 +196,8 @@ def _from_bokeh_environment(values: dict[str, t.Any], environ: t.Mapping[str, st
         found["sign_sessions"] = _truthy(environ["BOKEH_SIGN_SESSIONS"])
     if "ico_path" not in values and environ.get("BOKEH_ICO_PATH"):
         found["ico_path"] = environ["BOKEH_ICO_PATH"]
+    if "xsrf_cookies" not in values and environ.get("BOKEH_XSRF_COOKIES"):
+        found["xsrf_cookies"] = _truthy(environ["BOKEH_XSRF_COOKIES"])
     for name, variable in (("auth_module", "BOKEH_AUTH_MODULE"), ("cookie_secret", "BOKEH_COOKIE_SECRET")):
         if name not in values and environ.get(variable):
             found[name] = environ[variable]

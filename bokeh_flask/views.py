@@ -52,13 +52,45 @@ def same_origin_allowed(state: BokehState, origin: str) -> bool:
 PUBLIC_ENDPOINTS = {"static", "extension_static", "app_static", "favicon", "healthz", "login", "logout"}
 
 
+def xsrf_secret() -> str | bytes:
+    """The key XSRF tokens are signed with: ``--cookie-secret``, else the Flask ``SECRET_KEY``."""
+    secret = current_state().settings.cookie_secret or current_app.config.get("SECRET_KEY")
+    if not secret:
+        raise RuntimeError("--enable-xsrf-cookies needs --cookie-secret (or a Flask SECRET_KEY)")
+    return t.cast("str | bytes", secret)
+
+
+def check_xsrf() -> None:
+    """With ``xsrf_cookies`` on, unsafe methods must echo the ``_xsrf`` cookie's token."""
+    from . import xsrf
+
+    if not current_state().settings.xsrf_cookies:
+        return
+    sent = request.form.get(xsrf.FIELD_NAME) or next(
+        (request.headers[h] for h in xsrf.HEADERS if h in request.headers), None)
+    if not xsrf.request_passes(xsrf_secret(), request.method, request.cookies.get(xsrf.COOKIE_NAME), sent):
+        log.warning("Refused %s %s: missing or wrong XSRF token", request.method, request.path)
+        abort(403, "XSRF cookie does not match the _xsrf argument or X-XSRFToken header")
+
+
+def set_xsrf_cookie(response: Response) -> Response:
+    """Blueprint ``after_request``: store a token handed out during this request."""
+    from . import xsrf
+
+    token = g.get("bokeh_xsrf_token")
+    if token is not None and request.cookies.get(xsrf.COOKIE_NAME) != token:
+        response.set_cookie(xsrf.COOKIE_NAME, token, samesite="Lax")
+    return response
+
+
 def guard() -> Response | None:
-    """Blueprint ``before_request``: refuse users the auth module does not know.
+    """Blueprint ``before_request``: XSRF, then refuse users the auth module does not know.
 
     Runs before any view, so a websocket is refused with 403 before its upgrade;
     a page request is redirected to the login URL.
     """
     state = current_state()
+    check_xsrf()
     provider = state.auth
     endpoint = (request.endpoint or "").rsplit(".", 1)[-1]
     if provider is None or endpoint in PUBLIC_ENDPOINTS:

@@ -149,3 +149,29 @@ def test_flask_native_authorize_guards_every_route():
 
     payload = get_token_payload(re.search(r'"token":"([^"]+)"', page.text).group(1))
     assert payload["bokeh_flask_user"] == "dana"
+
+
+def test_xsrf_tokens_guard_unsafe_methods(tmp_path):
+    from bokeh_flask import xsrf
+
+    module = tmp_path / "auth.py"
+    module.write_text(
+        "from flask import request\n"
+        "from bokeh_flask.xsrf import xsrf_form_html\n"
+        "login_url = '/login'\n"
+        "def get_user(handler):\n    return handler.get_cookie('user')\n"
+        "def LoginHandler():\n"
+        "    return 'posted' if request.method == 'POST' else f'<form method=post>{xsrf_form_html()}</form>'\n")
+    site = Flask("site")
+    BokehFlask({"/app": str(APPS / "whoami_app.py")}, auth_module=str(module), cookie_secret=COOKIE_SECRET,
+               xsrf_cookies=True).init_app(site)
+    client = site.test_client()
+    form = client.get("/login")
+    token = re.search(r'name="_xsrf" value="([^"]+)"', form.text).group(1)
+    assert client.get_cookie(xsrf.COOKIE_NAME).value == token
+    assert client.post("/login").status_code == 403
+    assert client.post("/login", data={"_xsrf": "forged"}).status_code == 403
+    assert client.post("/login", data={"_xsrf": token}).text == "posted"
+    assert client.post("/login", headers={"X-XSRFToken": token}).text == "posted"
+    other = site.test_client()  # a token from one browser is no good in another
+    assert other.post("/login", data={"_xsrf": token}).status_code == 403

@@ -17,6 +17,7 @@ from html import escape
 from flask import make_response, redirect, request
 
 from bokeh_flask.auth import set_secure_cookie
+from bokeh_flask.xsrf import xsrf_form_html
 
 USERS = {"alice": "wonderland", "bob": "builder"}
 
@@ -46,6 +47,7 @@ def LoginHandler():
     page = f"""<!doctype html><title>Log in</title>
 <h1>Log in</h1>{error}
 <form method="post" action="?next={escape(next_url)}">
+  {xsrf_form_html()}
   <label>User <input name="username" autofocus></label>
   <label>Password <input name="password" type="password"></label>
   <button type="submit">Log in</button>
