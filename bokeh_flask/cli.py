@@ -72,6 +72,12 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="key for signed cookies that auth modules read; env BOKEH_COOKIE_SECRET")
     p.add_argument("--enable-xsrf-cookies", action="store_true", default=None,
                    help="POST/PUT/DELETE to login, logout and custom views need an XSRF token; env BOKEH_XSRF_COOKIES")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--include-headers", nargs="+", metavar="HEADER", help="only these headers go into the token")
+    what.add_argument("--exclude-headers", nargs="+", metavar="HEADER", help="these headers stay out of the token")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--include-cookies", nargs="+", metavar="COOKIE", help="only these cookies go into the token")
+    which.add_argument("--exclude-cookies", nargs="+", metavar="COOKIE", help="these cookies stay out of the token")
     p.add_argument("--session-ids", choices=SESSION_ID_MODES, default=None,
                    help="unsigned, signed (needs BOKEH_SECRET_KEY) or external-signed (ids must come "
                         "from outside); default from BOKEH_SIGN_SESSIONS")
@@ -155,6 +161,10 @@ def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.A
         auth_module=options.auth_module,
         cookie_secret=options.cookie_secret,
         xsrf_cookies=options.enable_xsrf_cookies,
+        include_headers=options.include_headers,
+        exclude_headers=options.exclude_headers,
+        include_cookies=options.include_cookies,
+        exclude_cookies=options.exclude_cookies,
         **_session_id_settings(options.session_ids),
     )
 

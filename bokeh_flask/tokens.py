@@ -26,6 +26,8 @@ from .settings import ServerSettings
 log = logging.getLogger(__name__)
 
 SESSION_ID_HEADER = "Bokeh-Session-Id"
+#: largest token handed to a page: it comes back in a handshake header
+MAX_TOKEN_BYTES = 4096
 
 
 def requested_session(arguments: t.Mapping[str, str], headers: t.Mapping[str, str],
@@ -79,6 +81,24 @@ def token_for(session_id: str, request: RequestInfo, settings: ServerSettings,
         user = request.user
         payload[USER_KEY] = user if isinstance(user, (str, int, float, bool)) else str(user)
     payload.update(extra_payload or {})
+    token = _make(session_id, payload, settings)
+    dropped = []
+    while len(token) > MAX_TOKEN_BYTES and (payload["headers"] or payload["cookies"]):
+        # the token travels in the websocket's Sec-WebSocket-Protocol header, which servers and
+        # proxies cap (bokeh#11301): shed the largest headers and cookies until it fits
+        kind, name = max(((k, n) for k in ("headers", "cookies") for n in payload[k]),
+                         key=lambda kn: len(str(payload[kn[0]][kn[1]])))
+        del payload[kind][name]
+        dropped.append(f"{kind[:-1]} {name}")
+        token = _make(session_id, payload, settings)
+    if dropped:
+        log.warning("Left %s out of the session token to keep it under %d bytes; the app will not see them "
+                    "(--exclude-headers / --exclude-cookies leave them out on purpose)",
+                    ", ".join(dropped), MAX_TOKEN_BYTES)
+    return token
+
+
+def _make(session_id: str, payload: dict[str, t.Any], settings: ServerSettings) -> str:
     return generate_jwt_token(session_id, secret_key=settings.secret_key, signed=settings.sign_sessions,
                               expiration=settings.session_token_expiration, extra_payload=payload)
 

@@ -181,3 +181,19 @@ def test_show_opens_every_app_in_a_browser(serve, tmp_path, monkeypatch):
     urls = wait_until(both_opened, timeout=30)
     assert [re.sub(r":\d+", ":PORT", u) for u in urls] == ["http://127.0.0.1:PORT/argv_app",
                                                            "http://127.0.0.1:PORT/notebook_app"]
+
+
+@pytest.mark.parametrize("flags, headers, cookies", [
+    (["--include-headers", "X-Keep"], {"X-Keep"}, {"a", "b"}),
+    (["--exclude-cookies", "b"], {"X-Keep", "X-Drop"}, {"a"}),
+])
+def test_what_the_token_carries(serve, flags, headers, cookies):
+    from bokeh.util.token import get_token_payload
+
+    server = serve(APPS / "argv_app.py", extra_args=flags)
+    request = urllib.request.Request(server.app_url("argv_app"),
+                                     headers={"X-Keep": "1", "X-Drop": "2", "Cookie": "a=1; b=2"})
+    with urllib.request.urlopen(request, timeout=20) as response:
+        payload = get_token_payload(re.search(r'"token":"([^"]+)"', response.read().decode()).group(1))
+    assert headers <= set(payload["headers"]) and not ({"X-Keep", "X-Drop"} - headers) & set(payload["headers"])
+    assert set(payload["cookies"]) == cookies

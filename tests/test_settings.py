@@ -115,3 +115,17 @@ def test_weak_secret_keys_are_refused(key, ok):
     else:
         with pytest.raises(ConfigError, match="too weak.*bokeh-flask secret"):
             ServerSettings(sign_sessions=True, secret_key=key.encode())
+
+
+def test_huge_headers_are_shed_to_keep_the_token_small(caplog):
+    from bokeh_flask.tokens import MAX_TOKEN_BYTES
+
+    noise = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(6000))  # does not compress away
+    request = RequestInfo(arguments={"N": [b"1"]}, headers={"X-Huge": noise, "X-Small": "ok"},
+                          cookies={"big": noise[::-1], "small": "1"})
+    token = token_for("sid", request, ServerSettings())
+    payload = get_token_payload(token)
+    assert len(token) <= MAX_TOKEN_BYTES
+    assert payload["headers"] == {"X-Small": "ok"} and payload["cookies"] == {"small": "1"}
+    assert payload["arguments"] == {"N": [b"1"]}
+    assert "header X-Huge" in caplog.text and "cookie big" in caplog.text
