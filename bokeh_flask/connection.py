@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 import typing as t
 
 from bokeh.protocol import Protocol
 from bokeh.protocol.messages.error import error as ErrorMessage
 from bokeh.protocol.receiver import Receiver
 
-from .messages import Frame, message_frames
+from .messages import Frame, frames_size, message_frames
 from .scheduling import run_sync
 
 if t.TYPE_CHECKING:
@@ -82,6 +83,7 @@ class ServerConnection:
     def start(self) -> None:
         """Subscribe to the session and send ACK (bokeh clients require it first)."""
         self.open = True
+        self.session.stats.connections_opened += 1
         self.session.subscribe(self)
         self.send_message(self.protocol.create("ACK"))
 
@@ -90,6 +92,7 @@ class ServerConnection:
         if not self.open:
             return
         self.open = False
+        self.session.stats.connections_closed += 1
         self.session.unsubscribe(self)
         try:
             self.session.notify_connection_lost()
@@ -103,26 +106,36 @@ class ServerConnection:
 
         Raises :class:`ProtocolViolation` when the input breaks the protocol.
         """
+        stats = self.session.stats
+        stats.bytes_in += len(fragment)
         try:
             message = run_sync(self._receiver.consume(fragment))
         except Exception as error:
+            stats.protocol_errors += 1
             raise ProtocolViolation(_describe(error)) from error
         if message is not None:
             self.messages_received += 1
+            stats.messages_in += 1
             self.handle(message)
 
     def handle(self, message: t.Any) -> None:
         handler = self._handlers.get(message.msgtype)
         if handler is None:
+            self.session.stats.protocol_errors += 1
             raise ProtocolViolation(f"a client may not send {message.msgtype} messages")
+        started = time.monotonic()
         try:
             reply = handler(message)
         except Exception as error:
             log.warning("Error handling %s for session %s: %s", message.msgtype, self.session.id,
                         _describe(error), exc_info=True)
             reply = self.error(message, f"{message.msgtype} failed: {_describe(error)}")
+            self.session.stats.errors_replied += 1
         if reply is not None and self.open:
             self.send_message(reply)
+        if message.msgtype == "PATCH-DOC":
+            self.session.stats.patches_handled += 1
+            self.session.stats.patch_seconds += time.monotonic() - started
 
     # -- replies -----------------------------------------------------------
 
@@ -144,6 +157,8 @@ class ServerConnection:
             return
         try:
             self._transport.send_frames(frames)
+            self.session.stats.messages_out += 1
+            self.session.stats.bytes_out += frames_size(frames)
         except Exception as error:
             log.info("Could not write to a websocket of session %s (%s); dropping it",
                      self.session.id, _describe(error))

@@ -20,6 +20,7 @@ from bokeh.document import Document
 from bokeh.util.token import get_token_payload
 
 from .errors import SessionError
+from .metrics import AppStats
 from .requests import RequestInfo
 from .scheduling import Scheduler
 from .sessions import ServerSession
@@ -107,6 +108,7 @@ class ApplicationContext:
         self._pending: dict[str, t.Any] = {}
         self.server_context = BokehServerContext(self)
         self.documents_built = 0
+        self.stats = AppStats()
 
     @property
     def sessions(self) -> list[ServerSession]:
@@ -172,7 +174,8 @@ class ApplicationContext:
             log.exception("Application %r failed to build its document: %s", self.url, error)
             raise SessionError(f"application {self.url!r} failed to build its document") from error
         self.documents_built += 1
-        session = ServerSession(session_id, document, self._scheduler, token=token)
+        session = ServerSession(session_id, document, self._scheduler, token=token, stats=self.stats)
+        self.stats.sessions_created += 1
         context._session = session
         self._sessions[session_id] = session
         self._session_contexts[session_id] = context
@@ -205,6 +208,7 @@ class ApplicationContext:
         self._run_session_hooks("on_session_destroyed", context)
         _run_document_destroyed_callbacks(context)
         session.destroy()
+        self.stats.sessions_destroyed += 1
         log.debug("Session %s discarded from %r", session.id, self.url)
         return True
 
@@ -228,6 +232,7 @@ class ApplicationContext:
             self._run_session_hooks("on_session_destroyed", context)
             _run_document_destroyed_callbacks(context)
         session.destroy()
+        self.stats.sessions_destroyed += 1
 
 
 def user_hook(handler: Handler, name: str) -> t.Callable[[t.Any], t.Any] | None:

@@ -96,6 +96,7 @@ class BokehFlask:
             bp.add_url_rule("/", "index", views.index)
         bp.add_url_rule("/favicon.ico", "favicon", views.favicon)
         bp.add_url_rule("/healthz", "healthz", views.healthz)
+        bp.add_url_rule("/metrics", "metrics", views.metrics)
         bp.add_url_rule("/static/extensions/<name>/<path:filename>", "extension_static", views.extension_static)
         if "/" not in self.applications:
             bp.add_url_rule("/static/<path:filename>", "static", views.bokehjs_static)

@@ -15,6 +15,7 @@ import typing as t
 from .callbacks import SessionCallbackRunner
 from .curdoc import with_curdoc
 from .messages import PatchBatch
+from .metrics import AppStats
 from .scheduling import Scheduler
 
 if t.TYPE_CHECKING:
@@ -31,12 +32,13 @@ class ServerSession:
     """A document served to one or more websocket connections."""
 
     def __init__(self, session_id: str, document: Document, scheduler: Scheduler,
-                 token: str | None = None) -> None:
+                 token: str | None = None, stats: AppStats | None = None) -> None:
         if not session_id:
             raise ValueError("a session needs a non-empty id")
         self.id = session_id
         self.token = token
         self.document = document
+        self.stats = stats if stats is not None else AppStats()
         self._scheduler = scheduler
         self._lock = scheduler.lock()
         self._subscribers: set[ServerConnection] = set()
@@ -117,12 +119,17 @@ class ServerSession:
                 self._send_patches(events, origin)
 
     def _run_session_callback(self, callback: t.Callable[[], object]) -> object:
-        if getattr(callback, "nolock", False):
-            result = callback()
-            if inspect.isawaitable(result):
-                result = self._scheduler.finish(with_curdoc(self.document, result))
-            return result
-        return self.with_document_locked(callback)
+        started = self._scheduler.now()
+        try:
+            if getattr(callback, "nolock", False):
+                result = callback()
+                if inspect.isawaitable(result):
+                    result = self._scheduler.finish(with_curdoc(self.document, result))
+                return result
+            return self.with_document_locked(callback)
+        finally:
+            self.stats.callbacks_run += 1
+            self.stats.callback_seconds += self._scheduler.now() - started
 
     # -- bokeh's dispatch hooks (called by Document.callbacks) --------------
 

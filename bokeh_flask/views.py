@@ -49,7 +49,7 @@ def same_origin_allowed(state: BokehState, origin: str) -> bool:
 
 #: endpoints a logged-out user may reach (bokeh guards the index, pages, websocket,
 #: metadata and autoload.js, and leaves BokehJS and static files public)
-PUBLIC_ENDPOINTS = {"static", "extension_static", "app_static", "favicon", "healthz", "login", "logout"}
+PUBLIC_ENDPOINTS = {"static", "extension_static", "app_static", "favicon", "healthz", "metrics", "login", "logout"}
 
 
 def xsrf_secret() -> str | bytes:
@@ -298,3 +298,19 @@ def healthz() -> Response:
         "sessions": {route: len(context.sessions) for route, context in sorted(state.contexts.items())},
         "connections": len(state.connections),
     })
+
+
+def metrics() -> Response:
+    """``GET /metrics``: sessions, connections, messages, bytes and timings per app (Prometheus)."""
+    from .metrics import prometheus_text
+
+    state = current_state()
+    stats = {route: context.stats for route, context in state.contexts.items()}
+    connections: dict[str, float] = {route: 0 for route in state.contexts}
+    for connection in list(state.connections):
+        for route, context in state.contexts.items():
+            if context.has_session(connection.session.id):
+                connections[route] += 1
+    gauges = {"sessions": {route: len(c.sessions) for route, c in state.contexts.items()},
+              "connections": connections}
+    return Response(prometheus_text(stats, gauges), mimetype="text/plain; version=0.0.4")

@@ -98,3 +98,30 @@ def test_curdoc_stays_with_its_session_while_callbacks_interleave(concurrency_se
         texts.append(patch.content["events"][0]["new"])
         ws.close()
     assert texts == ["same-doc C0", "same-doc C1", "same-doc C2"]
+
+
+def test_metrics_count_what_happened(hooks_server):
+    server = hooks_server
+
+    def metric(text: str, name: str) -> float:
+        return float(re.search(rf'^bokeh_flask_{name}{{app="/hooks_app"}} (\S+)$', text, re.M).group(1))
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"{server}/metrics", timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/plain")
+            return response.read().decode()
+
+    before = scrape()
+    ws, _ = open_session(server, "hooks_app")
+    slider_id = models_by_name(ws.pull().content["doc"])["slider"]["id"]
+    reply = ws.request("PATCH-DOC", {"events": [{"kind": "ModelChanged", "model": {"id": slider_id},
+                                                 "attr": "value", "new": 3}]})
+    assert reply.msgtype == "OK"
+    during = scrape()
+    assert metric(during, "connections") == metric(before, "connections") + 1
+    assert metric(during, "sessions_created_total") == metric(before, "sessions_created_total") + 1
+    assert metric(during, "messages_in_total") == metric(before, "messages_in_total") + 2
+    assert metric(during, "messages_out_total") >= metric(before, "messages_out_total") + 4  # ACK, reply, patch, OK
+    assert metric(during, "patches_handled_total") == metric(before, "patches_handled_total") + 1
+    assert metric(during, "patch_seconds_total") > metric(before, "patch_seconds_total")
+    ws.close()
