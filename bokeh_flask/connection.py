@@ -17,8 +17,10 @@ problem, without a traceback, and the connection stays open as in
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import time
+import traceback
 import typing as t
 
 from bokeh.protocol import Protocol
@@ -27,6 +29,7 @@ from bokeh.protocol.receiver import Receiver
 
 from .messages import Frame, frames_size, message_frames
 from .scheduling import run_sync
+from .settings import DEFAULT_MAX_MESSAGE_BYTES
 
 if t.TYPE_CHECKING:
     from .sessions import ServerSession
@@ -59,12 +62,31 @@ class Transport(t.Protocol):
 class ProtocolViolation(Exception):
     """The client broke the bokeh protocol; the connection must close with 1002."""
 
+    close_code = CloseCode.PROTOCOL_ERROR
+
+
+class MessageTooBig(ProtocolViolation):
+    """One bokeh message (all its frames together) is over the size limit: close with 1009."""
+
+    close_code = CloseCode.MESSAGE_TOO_BIG
+
+
+#: most buffers one bokeh message may announce
+MAX_BUFFERS = 10_000
+#: longest error text sent to a client or logged for one failure
+MAX_ERROR_TEXT = 300
+
 
 class ServerConnection:
     """The bokeh protocol between one session and one websocket client."""
 
-    def __init__(self, session: ServerSession, transport: Transport) -> None:
+    def __init__(self, session: ServerSession, transport: Transport,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self.session = session
+        self._max_message_bytes = max_message_bytes
+        self._frame_index = 0  # position of the next frame in the bokeh message being received
+        self._frames_total = 0
+        self._message_bytes = 0
         self.protocol = Protocol()
         self._transport = transport
         self._receiver = Receiver(self.protocol)
@@ -108,6 +130,7 @@ class ServerConnection:
         """
         stats = self.session.stats
         stats.bytes_in += len(fragment)
+        self._check_frame(fragment)
         try:
             message = run_sync(self._receiver.consume(fragment))
         except Exception as error:
@@ -118,6 +141,26 @@ class ServerConnection:
             stats.messages_in += 1
             self.handle(message)
 
+    def _check_frame(self, fragment: str | bytes) -> None:
+        """What bokeh's Receiver leaves unchecked: header fields, buffer count, JSON objects, size."""
+        if self._frame_index == self._frames_total:  # a new message starts with its header
+            header = _json_object(fragment, "header")
+            if not isinstance(header.get("msgid"), str) or not isinstance(header.get("msgtype"), str):
+                raise ProtocolViolation("a message header needs string 'msgid' and 'msgtype' fields")
+            buffers = header.get("num_buffers", 0)
+            if isinstance(buffers, bool) or not isinstance(buffers, int) or not 0 <= buffers <= MAX_BUFFERS:
+                raise ProtocolViolation(f"'num_buffers' must be a whole number from 0 to {MAX_BUFFERS}")
+            self._frames_total = 3 + 2 * buffers
+            self._frame_index = 0
+            self._message_bytes = 0
+        elif self._frame_index in (1, 2):
+            _json_object(fragment, "metadata" if self._frame_index == 1 else "content")
+        self._frame_index += 1
+        self._message_bytes += len(fragment)
+        if self._message_bytes > self._max_message_bytes:
+            self.session.stats.protocol_errors += 1
+            raise MessageTooBig(f"a message is over {self._max_message_bytes} bytes in all")
+
     def handle(self, message: t.Any) -> None:
         handler = self._handlers.get(message.msgtype)
         if handler is None:
@@ -127,8 +170,8 @@ class ServerConnection:
         try:
             reply = handler(message)
         except Exception as error:
-            log.warning("Error handling %s for session %s: %s", message.msgtype, self.session.id,
-                        _describe(error), exc_info=True)
+            log.warning("Error handling %s for session %s: %s\n%s", message.msgtype, self.session.id,
+                        _describe(error), "".join(traceback.format_tb(error.__traceback__)).rstrip())
             reply = self.error(message, f"{message.msgtype} failed: {_describe(error)}")
             self.session.stats.errors_replied += 1
         if reply is not None and self.open:
@@ -178,8 +221,29 @@ class ServerConnection:
             self.detach()
 
 
+def _json_object(fragment: str | bytes, what: str) -> dict[str, t.Any]:
+    """A text frame holding a JSON object, or a protocol violation."""
+    if not isinstance(fragment, str):
+        raise ProtocolViolation(f"expected a text frame for the {what}, got a binary one")
+    if what != "header":
+        if not fragment.lstrip().startswith("{"):  # the receiver parses it; only the shape is checked here
+            raise ProtocolViolation(f"the {what} must be a JSON object")
+        return {}
+    try:
+        value = json.loads(fragment)
+    except ValueError as error:
+        raise ProtocolViolation(f"the header is not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise ProtocolViolation("the header must be a JSON object")
+    return value
+
+
 def _describe(error: BaseException) -> str:
+    """One line, at most MAX_ERROR_TEXT characters, control characters escaped."""
     text = str(error)
     if isinstance(error, KeyError):
         text = f"unknown key {text}"
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    if len(text) > MAX_ERROR_TEXT:
+        text = text[:MAX_ERROR_TEXT] + "..."
+    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text

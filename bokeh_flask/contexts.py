@@ -17,9 +17,9 @@ import weakref
 from bokeh.application.application import ServerContext, SessionContext
 from bokeh.application.handlers.handler import Handler
 from bokeh.document import Document
-from bokeh.util.token import get_token_payload
 
 from .errors import SessionError
+from .limits import read_token_payload
 from .metrics import AppStats
 from .requests import RequestInfo
 from .scheduling import Scheduler
@@ -75,7 +75,7 @@ class BokehSessionContext(SessionContext):
 
     @property
     def token_payload(self) -> dict[str, t.Any]:
-        return dict(get_token_payload(self._token)) if self._token else {}
+        return read_token_payload(self._token) if self._token else {}
 
     @property
     def logout_url(self) -> str | None:
@@ -163,7 +163,7 @@ class ApplicationContext:
     def _create(self, session_id: str, request: RequestInfo | None, token: str | None) -> ServerSession:
         document = Document()
         if request is not None and token:
-            request = request.with_payload(get_token_payload(token))
+            request = request.with_payload(read_token_payload(token))
         context = BokehSessionContext(session_id, self.server_context, document, request, token,
                                       logout_url=self._logout_url)
         document._session_context = weakref.ref(context)

@@ -25,6 +25,7 @@ from flask.blueprints import BlueprintSetupState
 from . import views, websocket
 from .auth import AuthProvider, load_auth_module, provider_from_callable
 from .curdoc import install_context_local_curdoc
+from .limits import install_bounded_bytes_decoder
 from .loading import build_applications
 from .scheduling import Scheduler
 from .settings import ServerSettings, normalise_prefix
@@ -110,6 +111,7 @@ class BokehFlask:
         settings = ServerSettings.resolve(self._overrides, app.config)
         url_prefix = normalise_prefix(setup.url_prefix)
         install_context_local_curdoc()
+        install_bounded_bytes_decoder()
         scheduler = self._scheduler or default_scheduler()
         auth = self._authorize or (load_auth_module(settings.auth_module) if settings.auth_module else None)
         states[setup.name] = BokehState(self.applications, settings, scheduler, url_prefix, auth)

@@ -62,7 +62,8 @@ class RequestInfo:
             if name in payload and payload[name] is not None:
                 changes[name] = dict(payload[name])
         arguments = changes.get("arguments", self.arguments)
-        changes["arguments"] = {k: v for k, v in arguments.items() if k != "bokeh-session-id"}
+        changes["arguments"] = {k: [i.encode() if isinstance(i, str) else i for i in v]
+                                for k, v in arguments.items() if k != "bokeh-session-id"}
         if payload.get(USER_KEY) is not None:
             changes["user"] = payload[USER_KEY]
         cookies = changes.get("cookies")

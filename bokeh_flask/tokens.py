@@ -16,10 +16,10 @@ from bokeh.util.token import (
     generate_jwt_token,
     generate_session_id,
     get_session_id,
-    get_token_payload,
 )
 
 from .errors import PermissionDenied
+from .limits import read_token_payload
 from .requests import USER_KEY, RequestInfo
 from .settings import ServerSettings
 
@@ -81,8 +81,12 @@ def token_for(session_id: str, request: RequestInfo, settings: ServerSettings,
         user = request.user
         payload[USER_KEY] = user if isinstance(user, (str, int, float, bool)) else str(user)
     payload.update(extra_payload or {})
+    dropped = [f"{kind[:-1]} {name}" for kind in ("headers", "cookies")
+               for name in [n for n, v in payload[kind].items() if len(str(v)) > MAX_TOKEN_BYTES]]
+    for entry in dropped:
+        kind, name = entry.split(" ", 1)
+        del payload[kind + "s"][name]
     token = _make(session_id, payload, settings)
-    dropped = []
     while len(token) > MAX_TOKEN_BYTES and (payload["headers"] or payload["cookies"]):
         # the token travels in the websocket's Sec-WebSocket-Protocol header, which servers and
         # proxies cap (bokeh#11301): shed the largest headers and cookies until it fits
@@ -113,10 +117,7 @@ def check_token(token: str, settings: ServerSettings) -> str:
     if not valid:
         log.warning("Token for session %r had an invalid signature", session_id)
         raise PermissionDenied("Invalid token signature")
-    try:
-        payload = get_token_payload(token)
-    except Exception:
-        raise PermissionDenied("Invalid token: its payload could not be decoded") from None
+    payload = read_token_payload(token)
     expiry = payload.get("session_expiry")
     if not isinstance(expiry, (int, float)):
         raise PermissionDenied("Session expiry has not been provided")
@@ -128,7 +129,8 @@ def check_token(token: str, settings: ServerSettings) -> str:
 
 
 def check_page_token(token: str, settings: ServerSettings) -> None:
-    """A ``?bokeh-token=`` given to a page must carry a valid signature."""
+    """A ``?bokeh-token=`` given to a page must be well formed and carry a valid signature."""
+    read_token_payload(token)
     try:
         valid = check_token_signature(token, secret_key=settings.secret_key, signed=settings.sign_sessions)
     except Exception:

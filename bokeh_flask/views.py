@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import typing as t
 from dataclasses import dataclass, replace
 from urllib.parse import urlencode, urlparse
@@ -46,6 +47,9 @@ def same_origin_allowed(state: BokehState, origin: str) -> bool:
         return False
     return same_origin(origin, host)
 
+
+#: what autoload.js accepts as ``bokeh-autoload-element``: it is written into the script
+ELEMENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 #: endpoints a logged-out user may reach (bokeh guards the index, pages, websocket,
 #: metadata and autoload.js, and leaves BokehJS and static files public)
@@ -185,6 +189,8 @@ def autoload_js(app_path: str) -> Response:
     element_id = request.args.get("bokeh-autoload-element")
     if not element_id:
         abort(400, "No bokeh-autoload-element query parameter")
+    if not ELEMENT_ID.fullmatch(element_id):
+        abort(400, "bokeh-autoload-element must be an HTML id of letters, digits, '-', '_', '.' or ':'")
     page_session = session_for_request(state, app_path)
     app_url = request.args.get("bokeh-app-path", "/")
     absolute_url = request.args.get("bokeh-absolute-url")
