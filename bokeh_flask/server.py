@@ -62,6 +62,7 @@ class Server:
 
         self._http_server_kwargs = dict(http_server_kwargs or {})
         kwargs = _translate_server_kwargs(kwargs)
+        kwargs.setdefault("allow_same_origin", False)  # bokeh serve's rule: only the allowlist
         argv = kwargs.pop("argv", None)
         self.flask_app: Flask = create_app(applications, argv=argv, **kwargs)
         self._state: BokehState = self.flask_app.extensions["bokeh"]["bokeh"]
@@ -96,6 +97,12 @@ class Server:
             kwargs["sign_sessions"] = bokeh_settings.sign_sessions()
         if kwargs.get("ico_path") is None:
             kwargs["ico_path"] = bokeh_settings.ico_path()
+        if kwargs.get("auth_module") is None and bokeh_settings.auth_module(None):
+            kwargs["auth_module"] = bokeh_settings.auth_module()
+        if kwargs.get("cookie_secret") is None and bokeh_settings.cookie_secret(None):
+            kwargs["cookie_secret"] = bokeh_settings.cookie_secret()
+        if kwargs.get("xsrf_cookies") is None:
+            kwargs["xsrf_cookies"] = bokeh_settings.xsrf_cookies()
         return cls(applications, io_loop=io_loop, http_server_kwargs=http_server_kwargs, **kwargs)
 
     # -- properties ----------------------------------------------------------
@@ -206,12 +213,10 @@ class Server:
 #: bokeh settings ``from_settings`` knows (name -> bokeh.settings accessor) but bokeh-flask
 #: does not implement yet; using one is an error rather than silently ignored.
 _SECURITY_SETTINGS_NOT_YET = {
-    "auth_provider": "auth_module",
+    "auth_provider": None,
     "ssl_certfile": "ssl_certfile",
     "ssl_keyfile": "ssl_keyfile",
     "ssl_password": "ssl_password",
-    "cookie_secret": "cookie_secret",
-    "xsrf_cookies": None,
 }
 
 

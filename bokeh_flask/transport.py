@@ -10,9 +10,13 @@ a bokeh server needs changed:
   Nagle delay: ``TCP_NODELAY`` is set as well);
 * permessage-deflate is not negotiated (``bokeh serve`` does not compress by
   default, and inflating untrusted input needs limits this library lacks);
-* the socket is read by the greenlet (or thread) that serves the request,
-  not by a second reader thread: one greenlet per connection instead of two,
-  which is most of the memory a held connection costs;
+* the socket is read inline, not by a second reader thread: one greenlet
+  (or thread) per connection instead of two. On gevent's servers the
+  connection is taken away from the server (:meth:`BokehWebSocket.detach`),
+  so the request ends and frees its memory, and that one greenlet is a fresh
+  one with a shallow stack;
+* once the handshake is done only the websocket state is kept (not the WSGI
+  environ, nor wsproto's HTTP handshake machinery);
 * ``close`` accepts the named close codes.
 """
 from __future__ import annotations
@@ -71,6 +75,45 @@ class BokehWebSocket(Server):
         self._raw_sock: socket.socket | None = None
         super().__init__(environ, subprotocols=["bokeh"], max_message_size=max_message_size,
                          receive_bytes=RECEIVE_BYTES, thread_class=_NoThread)
+        # the handshake is done: hold no reference to the request, which may end first
+        self.environ = None
+
+    def detach(self, environ: dict[str, t.Any]) -> bool:
+        """Take the connection away from the WSGI server; True if it was taken.
+
+        Then the view may return at once and leave the websocket to a greenlet
+        of its own, and the request's memory (the environ, the server's
+        per-connection handler and read buffer, the Flask request, the deep
+        stack of the request's greenlet) is freed instead of being held for as
+        long as the connection lasts: most of what a held websocket used to cost.
+
+        The server is left a socket object without a descriptor: its next read
+        fails and it ends the request quietly, and its close is a no-op. Under
+        gunicorn the websocket then no longer counts towards
+        ``worker_connections``, and a worker that shuts down closes it (1001)
+        instead of waiting for it, like ``bokeh serve``. Only for gevent's
+        servers (werkzeug runs on threads), and not over TLS: a socket object
+        of our own on the descriptor would bypass the TLS layer.
+        """
+        if self.mode == "gevent":
+            server_sock = _pywsgi_socket(environ)
+        elif self.mode == "gunicorn":
+            server_sock = environ.get("gunicorn.socket")
+        else:
+            return False
+        if not _plain_gevent_socket(server_sock):
+            return False  # gunicorn's sync or gthread worker, or TLS
+        with self._write_lock:
+            # Keep the server's descriptor and close our dup() of it (pywsgi's
+            # case): libev may still have that descriptor in its epoll set (it
+            # unregisters lazily), and closing it while a dup() keeps the
+            # connection open makes libev rebuild the whole set; nothing ever
+            # waited on the dup.
+            ours = self._raw_sock
+            self.sock = type(server_sock)(fileno=server_sock.detach())
+            if ours is not server_sock and ours is not None:
+                ours.close()
+        return True
 
     # Base.__init__ assigns ``self.sock``; wrap it before anything is written.
     @property  # type: ignore[override]
@@ -96,6 +139,11 @@ class BokehWebSocket(Server):
         lines.append(b"\r\n")
         self.ws.receive_data(b"".join(lines))
         self.connected = self._handle_events()
+        if self.ws.connection is not None:
+            # After the handshake a WSConnection only passes calls on to its
+            # Connection (the same send/receive_data/events/state); drop the
+            # h11 machinery that did the handshake (~2.5 KiB per connection).
+            self.ws = self.ws.connection
 
     def receive(self, timeout: float | None = None) -> str | bytes:
         """The next complete websocket message; raises ``ConnectionClosed`` at the end."""
@@ -148,6 +196,18 @@ class BokehWebSocket(Server):
             except OSError:
                 pass
             self._raw_sock.close()
+
+
+def _pywsgi_socket(environ: dict[str, t.Any]) -> t.Any:
+    """The socket pywsgi reads requests from (where simple-websocket finds it)."""
+    return getattr(getattr(environ.get("wsgi.input"), "raw", None), "_sock", None)
+
+
+def _plain_gevent_socket(sock: t.Any) -> bool:
+    import gevent.socket
+    import gevent.ssl
+
+    return isinstance(sock, gevent.socket.socket) and not isinstance(sock, gevent.ssl.SSLSocket)
 
 
 class WebSocketTransport:

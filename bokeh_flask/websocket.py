@@ -5,6 +5,12 @@ token, an expired token) is an HTTP 403 answered *before* the upgrade, so the
 client gets a real status instead of an accepted-then-closed socket. After the
 upgrade the connection sends ACK and feeds each websocket message to its
 :class:`~bokeh_flask.connection.ServerConnection`.
+
+On gevent's servers (pywsgi, gunicorn's gevent worker) the view returns right
+after the upgrade and a greenlet of its own serves the connection, so what
+runs for a websocket message (app callbacks included) has no Flask request
+or app context, just like timer callbacks; under werkzeug the view serves the
+connection itself.
 """
 from __future__ import annotations
 
@@ -45,15 +51,29 @@ def websocket(app_path: str) -> Response:
     connection = ServerConnection(session, WebSocketTransport(ws))
     state.connections.add(connection)
     log.info("WebSocket connection opened")
+    if ws.detach(request.environ):
+        import gevent
+
+        # This request ends now and a greenlet with a shallow stack serves the
+        # connection: a held websocket costs a fraction of the memory (see
+        # BokehWebSocket.detach). A raw greenlet: _serve logs its own errors.
+        gevent.spawn_raw(_serve, ws, connection, state)
+    else:
+        _serve(ws, connection, state)
+    return WebSocketDone(ws.mode)
+
+
+def _serve(ws: BokehWebSocket, connection: ServerConnection, state: BokehState) -> None:
     try:
         connection.start()
         _receive_loop(ws, connection, state)
+    except Exception:
+        log.exception("Internal error on a websocket of session %s", connection.session.id)
     finally:
         state.connections.discard(connection)
         connection.detach()
         ws.shutdown()
         log.info("WebSocket connection closed: code=%s", ws.close_reason)
-    return _finished_response(ws)
 
 
 def _check_handshake(state: BokehState) -> str:
@@ -99,15 +119,16 @@ def _receive_loop(ws: BokehWebSocket, connection: ServerConnection, state: Bokeh
             return
 
 
-def _finished_response(ws: BokehWebSocket) -> Response:
-    """Tell the WSGI server the socket was taken over (what flask-sock does per server)."""
+class WebSocketDone(Response):
+    """Tells the WSGI server the socket was taken over (what flask-sock does per server)."""
 
-    class WebSocketDone(Response):
-        def __call__(self, environ: dict[str, t.Any], start_response: t.Any) -> t.Any:
-            if ws.mode == "gunicorn":
-                raise StopIteration()
-            if ws.mode == "werkzeug":
-                return super().__call__(environ, start_response)
-            return []
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.server_mode = mode
 
-    return WebSocketDone()
+    def __call__(self, environ: dict[str, t.Any], start_response: t.Any) -> t.Any:
+        if self.server_mode == "gunicorn":
+            raise StopIteration()
+        if self.server_mode == "werkzeug":
+            return super().__call__(environ, start_response)
+        return []

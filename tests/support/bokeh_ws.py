@@ -17,9 +17,15 @@ both good and deliberately broken input and see exactly what comes back:
   ``num_buffers`` pairs of text buffer header and binary payload); a broken
   framing raises :class:`FramingError`. When the server closes the socket it
   raises :class:`ServerClosed` carrying the close code, which also stays in
-  :attr:`BokehWS.close_code`.
+  :attr:`BokehWS.close_code`. websocket-client rejects a close frame whose code
+  is not a valid RFC 6455 code (bokeh's 10000/10001) with a protocol error; that
+  is turned into ``ServerClosed(code, valid=False)`` so a test can report it.
+* :meth:`BokehWS.send_raw_batch` writes several websocket messages in one
+  ``sendall``; :meth:`BokehWS.drop` ends the TCP connection without a close.
 
-Pings from the server are answered (websocket-client does that) and counted.
+Frames are read one at a time with ``WebSocket.recv_frame`` (not
+``recv_data_frame``, which loses the close frame when answering it fails on
+a socket the server has already shut down); pings are answered and counted.
 """
 from __future__ import annotations
 
@@ -108,6 +114,7 @@ class BokehWS:
         self.closed = False
         self.pings = 0
         self.frames_received = 0
+        self._partial: tuple[int, bytearray] | None = None
 
     # -- opening -------------------------------------------------------------
 
@@ -144,6 +151,16 @@ class BokehWS:
         else:
             self.ws.send(frame)
 
+    def send_raw_batch(self, frames: t.Sequence[str | bytes]) -> None:
+        """Several websocket messages written to the socket in a single ``sendall``."""
+        data = b""
+        for frame in frames:
+            if isinstance(frame, bytes):
+                data += websocket.ABNF.create_frame(frame, websocket.ABNF.OPCODE_BINARY).format()
+            else:
+                data += websocket.ABNF.create_frame(frame, websocket.ABNF.OPCODE_TEXT).format()
+        self.ws.sock.sendall(data)
+
     def send_message(self, msgtype: str, content: t.Any = None,
                      buffers: t.Sequence[tuple[str, bytes]] = (), *,
                      reqid: str | None = None, metadata: t.Any = None,
@@ -171,17 +188,21 @@ class BokehWS:
 
         Raises :class:`ServerClosed` on a close frame, ``websocket.WebSocketTimeoutException``
         on timeout and :class:`ConnectionDropped` when the TCP connection ends.
+        Frames are read one by one (not with ``recv_data_frame``) so that a close
+        frame is reported even when answering it fails because the server has
+        already shut the socket down.
         """
         if self.closed:
             raise ServerClosed(self.close_code, self.close_reason or "", _valid_close_code(self.close_code))
         deadline = time.monotonic() + timeout
+        abnf = websocket.ABNF
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise websocket.WebSocketTimeoutException(f"no websocket message within {timeout}s")
             self.ws.settimeout(remaining)
             try:
-                opcode, frame = self.ws.recv_data_frame(control_frame=True)
+                frame = self.ws.recv_frame()
             except websocket.WebSocketProtocolException as error:
                 # websocket-client refuses close frames with invalid codes
                 # (e.g. bokeh's 10000/10001); keep the code for the test to see.
@@ -190,26 +211,45 @@ class BokehWS:
                     self._closed(int(text.rsplit(" ", 1)[-1]), "", valid=False)
                     raise ServerClosed(self.close_code, "", valid=False) from None
                 raise
-            except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError) as error:
-                if isinstance(error, (socket.timeout, websocket.WebSocketTimeoutException)):
-                    raise websocket.WebSocketTimeoutException(f"no websocket message within {timeout}s") from None
+            except websocket.WebSocketTimeoutException:
+                raise
+            except (websocket.WebSocketConnectionClosedException, OSError) as error:
                 self.closed = True
                 raise ConnectionDropped(f"connection ended without a close frame: {error!r}") from None
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
+            if frame.opcode == abnf.OPCODE_CLOSE:
                 data = frame.data or b""
                 code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
                 self._closed(code, data[2:].decode("utf-8", "replace"))
+                try:
+                    self.ws.send_close()  # complete the close handshake if the socket allows
+                except Exception:
+                    pass
                 raise ServerClosed(code, self.close_reason or "", _valid_close_code(code))
-            if opcode == websocket.ABNF.OPCODE_PING:
+            if frame.opcode == abnf.OPCODE_PING:
                 self.pings += 1
+                try:
+                    self.ws.pong(frame.data)
+                except Exception:
+                    pass
                 continue
-            if opcode == websocket.ABNF.OPCODE_PONG:
+            if frame.opcode == abnf.OPCODE_PONG:
                 continue
+            if frame.opcode in (abnf.OPCODE_TEXT, abnf.OPCODE_BINARY):
+                if self._partial is not None:
+                    raise FramingError("a new websocket message started inside a fragmented one")
+                self._partial = (frame.opcode, bytearray(frame.data))
+            elif frame.opcode == abnf.OPCODE_CONT:
+                if self._partial is None:
+                    raise FramingError("a continuation frame without a message to continue")
+                self._partial[1].extend(frame.data)
+            if not frame.fin:
+                continue
+            opcode, payload = self._partial
+            self._partial = None
             self.frames_received += 1
-            if opcode == websocket.ABNF.OPCODE_TEXT:
-                data = frame.data
-                return data.decode("utf-8") if isinstance(data, bytes) else data
-            return bytes(frame.data)
+            if opcode == abnf.OPCODE_TEXT:
+                return payload.decode("utf-8")
+            return bytes(payload)
 
     def recv_message(self, timeout: float = DEFAULT_TIMEOUT) -> Message:
         """Read one bokeh message, checking its framing (see :class:`FramingError`)."""
