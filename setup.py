@@ -27,6 +27,7 @@ setup(
             "websocket-client>=1.6",
             "nbconvert>=7",
             "psutil>=5.9",
+            "hypothesis>=6.100",
         ],
     },
     entry_points={"console_scripts": ["bokeh-flask = bokeh_flask.cli:main"]},

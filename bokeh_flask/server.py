@@ -145,7 +145,7 @@ class Server:
         self._started = True
         self._done = gevent.event.Event()
         options = {"log": logging.getLogger("bokeh_flask.access"), "error_log": logging.getLogger("bokeh_flask.wsgi"),
-                   "handler_class": _no_delay_handler()}
+                   "handler_class": _handler_class()}
         options.update(self._http_server_kwargs)
         self._wsgi = WSGIServer((self.settings.address or "", self.settings.port), self.flask_app, **options)
         self._wsgi.start()
@@ -220,17 +220,28 @@ _SECURITY_SETTINGS_NOT_YET = {
 }
 
 
-def _no_delay_handler() -> type:
-    """pywsgi's handler with ``TCP_NODELAY`` on each connection.
+#: most header bytes one request may carry (Tornado's limit); more is answered with 431
+MAX_HEADER_BYTES = 64 * 1024
+_HEADERS_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
+                      b"Content-Length: 0\r\n\r\n")
 
-    Without it a keep-alive response written as headers then body waits ~40 ms
-    for the client's delayed ACK (Nagle's algorithm).
+
+class HeadersTooLarge(ValueError):
+    """A request's headers are over :data:`MAX_HEADER_BYTES`."""
+
+
+def _handler_class() -> type:
+    """pywsgi's handler with ``TCP_NODELAY`` on each connection and a cap on header size.
+
+    Without ``TCP_NODELAY`` a keep-alive response written as headers then body
+    waits ~40 ms for the client's delayed ACK (Nagle's algorithm). pywsgi alone
+    accepts megabytes of headers, which every later step would then carry.
     """
     import socket
 
     from gevent.pywsgi import WSGIHandler
 
-    class NoDelayHandler(WSGIHandler):
+    class Handler(WSGIHandler):
         def __init__(self, sock: t.Any, address: t.Any, server: t.Any, rfile: t.Any = None) -> None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -238,7 +249,20 @@ def _no_delay_handler() -> type:
                 pass  # a unix socket
             super().__init__(sock, address, server, rfile)
 
-    return NoDelayHandler
+        def read_request(self, raw_requestline: str) -> t.Any:
+            result = super().read_request(raw_requestline)
+            size = sum(len(name) + len(value) + 4 for name, value in self.headers.items())
+            if size > MAX_HEADER_BYTES:
+                raise HeadersTooLarge(f"{size} bytes of headers")
+            return result
+
+        def _handle_client_error(self, ex: BaseException) -> t.Any:
+            if isinstance(ex, HeadersTooLarge):
+                self.close_connection = True
+                return ("431", _HEADERS_TOO_LARGE)
+            return super()._handle_client_error(ex)
+
+    return Handler
 
 
 def _translate_server_kwargs(kwargs: dict[str, t.Any]) -> dict[str, t.Any]:

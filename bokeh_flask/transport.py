@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import typing as t
 
 from simple_websocket import ConnectionClosed, Server
@@ -34,6 +35,9 @@ from .messages import Frame
 log = logging.getLogger(__name__)
 
 RECEIVE_BYTES = 64 * 1024
+#: how long a closing connection waits for the client's half of the close
+CLOSE_DRAIN_SECONDS = 2.0
+GOING_AWAY = 1001
 
 
 class _NoThread:
@@ -73,6 +77,8 @@ class BokehWebSocket(Server):
     def __init__(self, environ: dict[str, t.Any], *, max_message_size: int) -> None:
         self._write_lock = threading.RLock()
         self._raw_sock: socket.socket | None = None
+        #: the close code this server sent, if it closed the connection
+        self.sent_close_code: int | None = None
         super().__init__(environ, subprotocols=["bokeh"], max_message_size=max_message_size,
                          receive_bytes=RECEIVE_BYTES, thread_class=_NoThread)
         # the handshake is done: hold no reference to the request, which may end first
@@ -178,15 +184,42 @@ class BokehWebSocket(Server):
                 self._locked_sock.send(self.ws.send(Ping(payload=payload)))
 
     def close_with(self, code: int, reason: str) -> None:
-        """Send a close frame (if still open) and end the connection."""
+        """Send a close frame (if still open) and end the connection.
+
+        The write side is shut first and what the client still sends is read
+        and dropped for a moment: closing with unread data makes the kernel
+        answer with a reset, which can destroy the close frame in flight. A
+        server going away (1001) does not wait.
+        """
         with self._write_lock:
-            if self.connected:
-                try:
-                    self._locked_sock.send(self.ws.send(CloseConnection(code=code, reason=reason[:120])))
-                except OSError:
-                    pass
-                self.connected = False
+            if not self.connected:
+                self.shutdown()
+                return
+            self.connected = False
+            self.sent_close_code = code
+            try:
+                self._locked_sock.send(self.ws.send(CloseConnection(code=code, reason=reason[:120])))
+                if self._raw_sock is not None:
+                    self._raw_sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        if code != GOING_AWAY:
+            self._drain(CLOSE_DRAIN_SECONDS)
         self.shutdown()
+
+    def _drain(self, seconds: float) -> None:
+        """Read and drop incoming data until the client closes or ``seconds`` pass."""
+        sock = self._raw_sock
+        if sock is None:
+            return
+        deadline = time.monotonic() + seconds
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                if not sock.recv(RECEIVE_BYTES):
+                    return
+        except OSError:
+            return
 
     def shutdown(self) -> None:
         """Shut the socket down (a reader blocked in ``recv`` returns) and close it."""

@@ -14,6 +14,8 @@ connection itself.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import typing as t
 
@@ -47,8 +49,9 @@ def websocket(app_path: str) -> Response:
     except SessionError as error:
         abort(500, str(error))
 
-    ws = BokehWebSocket(request.environ, max_message_size=state.settings.websocket_max_message_size_bytes)
-    connection = ServerConnection(session, WebSocketTransport(ws))
+    max_size = state.settings.websocket_max_message_size_bytes
+    ws = BokehWebSocket(request.environ, max_message_size=max_size)
+    connection = ServerConnection(session, WebSocketTransport(ws), max_message_bytes=max_size)
     state.connections.add(connection)
     log.info("WebSocket connection opened")
     if ws.detach(request.environ):
@@ -73,7 +76,7 @@ def _serve(ws: BokehWebSocket, connection: ServerConnection, state: BokehState) 
         state.connections.discard(connection)
         connection.detach()
         ws.shutdown()
-        log.info("WebSocket connection closed: code=%s", ws.close_reason)
+        log.info("WebSocket connection closed: code=%s", ws.sent_close_code or ws.close_reason)
 
 
 def _check_handshake(state: BokehState) -> str:
@@ -91,10 +94,28 @@ def _check_handshake(state: BokehState) -> str:
                 origin, host, host, sorted(allowed),
             )
             raise PermissionDenied(f"Origin {origin!r} is not allowed to open this websocket")
+    _check_upgrade_headers()
     protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     if len(protocols) != 2 or protocols[0] != "bokeh":
         raise PermissionDenied("expected the subprotocols 'bokeh, <token>'")
     return protocols[1]
+
+
+def _check_upgrade_headers() -> None:
+    """RFC 6455's version and key, checked here so a bad handshake is a 4xx, not an error inside wsproto."""
+    version = request.headers.get("Sec-WebSocket-Version", "")
+    if version != "13":
+        response = Response("only websocket protocol version 13 is supported", status=426,
+                            headers={"Sec-WebSocket-Version": "13"})
+        log.warning("Refused websocket for %s: version %r", request.path, version[:20])
+        abort(response)
+    key = request.headers.get("Sec-WebSocket-Key", "")
+    try:
+        valid_key = len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        valid_key = False
+    if not valid_key:
+        raise PermissionDenied("Sec-WebSocket-Key must be 16 bytes in base64", status=400)
 
 
 def _receive_loop(ws: BokehWebSocket, connection: ServerConnection, state: BokehState) -> None:
@@ -110,8 +131,9 @@ def _receive_loop(ws: BokehWebSocket, connection: ServerConnection, state: Bokeh
         try:
             connection.receive(fragment)
         except ProtocolViolation as violation:
-            log.warning("Closing a websocket of session %s with 1002: %s", connection.session.id, violation)
-            connection.close(CloseCode.PROTOCOL_ERROR, str(violation))
+            code = violation.close_code
+            log.warning("Closing a websocket of session %s with %d: %s", connection.session.id, code, violation)
+            connection.close(code, str(violation))
             return
         except Exception as error:
             log.exception("Internal error on a websocket of session %s", connection.session.id)
