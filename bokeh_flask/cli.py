@@ -78,6 +78,11 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--include-cookies", nargs="+", metavar="COOKIE", help="only these cookies go into the token")
     which.add_argument("--exclude-cookies", nargs="+", metavar="COOKIE", help="these cookies stay out of the token")
+    p.add_argument("--use-xheaders", action="store_true",
+                   help="trust X-Real-Ip, X-Forwarded-For, X-Scheme, X-Forwarded-Proto (behind a proxy only)")
+    p.add_argument("--ssl-certfile", default=None, help="serve https/wss with this PEM certificate; env "
+                                                        "BOKEH_SSL_CERTFILE (key password: BOKEH_SSL_PASSWORD)")
+    p.add_argument("--ssl-keyfile", default=None, help="the certificate's private key; env BOKEH_SSL_KEYFILE")
     p.add_argument("--session-ids", choices=SESSION_ID_MODES, default=None,
                    help="unsigned, signed (needs BOKEH_SECRET_KEY) or external-signed (ids must come "
                         "from outside); default from BOKEH_SIGN_SESSIONS")
@@ -161,6 +166,9 @@ def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.A
         auth_module=options.auth_module,
         cookie_secret=options.cookie_secret,
         xsrf_cookies=options.enable_xsrf_cookies,
+        use_xheaders=options.use_xheaders,
+        ssl_certfile=options.ssl_certfile,
+        ssl_keyfile=options.ssl_keyfile,
         include_headers=options.include_headers,
         exclude_headers=options.exclude_headers,
         include_cookies=options.include_cookies,
@@ -190,7 +198,8 @@ def _announce(server: t.Any, log: t.Any) -> None:
 
     log.info("Starting bokeh-flask server (Bokeh %s, gevent %s)", bokeh.__version__, gevent.__version__)
     host = server.address or "localhost"
+    scheme = "https" if server.settings.ssl_certfile else "http"
     for route in server._state.app_paths:
-        url = f"http://{host}:{server.port}{server.prefix}{route if route != '/' else '/'}"
+        url = f"{scheme}://{host}:{server.port}{server.prefix}{route if route != '/' else '/'}"
         log.info("Bokeh app running at: %s", url)
     log.info("Starting Bokeh server with process id: %d", os.getpid())

@@ -27,6 +27,7 @@ from .auth import AuthProvider, load_auth_module, provider_from_callable
 from .curdoc import install_context_local_curdoc
 from .limits import install_bounded_bytes_decoder
 from .loading import build_applications
+from .proxies import XHeaders
 from .scheduling import Scheduler
 from .settings import ServerSettings, normalise_prefix
 from .state import BokehState
@@ -117,6 +118,8 @@ class BokehFlask:
         states[setup.name] = BokehState(self.applications, settings, scheduler, url_prefix, auth)
         if auth is not None:
             _mount_auth_views(setup, auth)
+        if settings.use_xheaders and not isinstance(app.wsgi_app, XHeaders):
+            app.wsgi_app = XHeaders(app.wsgi_app)  # type: ignore[method-assign]
         log.debug("bokeh blueprint %r registered at %r serving %s", setup.name, url_prefix or "/",
                   ", ".join(sorted(self.applications)))
 

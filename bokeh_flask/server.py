@@ -101,6 +101,9 @@ class Server:
             kwargs["auth_module"] = bokeh_settings.auth_module()
         if kwargs.get("cookie_secret") is None and bokeh_settings.cookie_secret(None):
             kwargs["cookie_secret"] = bokeh_settings.cookie_secret()
+        for name in ("ssl_certfile", "ssl_keyfile", "ssl_password"):
+            if kwargs.get(name) is None and getattr(bokeh_settings, name)(None):
+                kwargs[name] = getattr(bokeh_settings, name)()
         if kwargs.get("xsrf_cookies") is None:
             kwargs["xsrf_cookies"] = bokeh_settings.xsrf_cookies()
         return cls(applications, io_loop=io_loop, http_server_kwargs=http_server_kwargs, **kwargs)
@@ -146,6 +149,9 @@ class Server:
         self._done = gevent.event.Event()
         options = {"log": logging.getLogger("bokeh_flask.access"), "error_log": logging.getLogger("bokeh_flask.wsgi"),
                    "handler_class": _handler_class()}
+        ssl_context = _ssl_context(self.settings)
+        if ssl_context is not None:
+            options["ssl_context"] = ssl_context
         options.update(self._http_server_kwargs)
         self._wsgi = WSGIServer((self.settings.address or "", self.settings.port), self.flask_app, **options)
         self._wsgi.start()
@@ -214,10 +220,21 @@ class Server:
 #: does not implement yet; using one is an error rather than silently ignored.
 _SECURITY_SETTINGS_NOT_YET = {
     "auth_provider": None,
-    "ssl_certfile": "ssl_certfile",
-    "ssl_keyfile": "ssl_keyfile",
-    "ssl_password": "ssl_password",
 }
+
+
+def _ssl_context(settings: ServerSettings) -> t.Any:
+    """A TLS context from ``--ssl-certfile`` / ``--ssl-keyfile`` (password: ``BOKEH_SSL_PASSWORD``)."""
+    if not settings.ssl_certfile:
+        return None
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile, settings.ssl_password)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"Cannot use the SSL certificate {settings.ssl_certfile}: {error}") from error
+    return context
 
 
 #: most header bytes one request may carry (Tornado's limit); more is answered with 431

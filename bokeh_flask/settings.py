@@ -66,6 +66,9 @@ class ServerSettings:
     auth_module: str | None = None
     cookie_secret: str | None = None
     xsrf_cookies: bool = False
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: str | None = None
     num_procs: int = 1
     use_xheaders: bool = False
     extra: dict[str, t.Any] = field(default_factory=dict)
@@ -142,6 +145,8 @@ class ServerSettings:
                     f"BOKEH_SECRET_KEY is too weak to sign sessions (about {bits:.0f} bits of entropy, "
                     f"{MINIMUM_BITS} needed): generate one with `bokeh-flask secret`"
                 )
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ConfigError("--ssl-keyfile needs --ssl-certfile (or BOKEH_SSL_CERTFILE)")
         if not self.generate_session_ids and not self.sign_sessions:
             raise ConfigError("external-signed session ids need signing turned on (sign_sessions=True)")
 
@@ -198,7 +203,9 @@ def _from_bokeh_environment(values: dict[str, t.Any], environ: t.Mapping[str, st
         found["ico_path"] = environ["BOKEH_ICO_PATH"]
     if "xsrf_cookies" not in values and environ.get("BOKEH_XSRF_COOKIES"):
         found["xsrf_cookies"] = _truthy(environ["BOKEH_XSRF_COOKIES"])
-    for name, variable in (("auth_module", "BOKEH_AUTH_MODULE"), ("cookie_secret", "BOKEH_COOKIE_SECRET")):
+    for name, variable in (("auth_module", "BOKEH_AUTH_MODULE"), ("cookie_secret", "BOKEH_COOKIE_SECRET"),
+                           ("ssl_certfile", "BOKEH_SSL_CERTFILE"), ("ssl_keyfile", "BOKEH_SSL_KEYFILE"),
+                           ("ssl_password", "BOKEH_SSL_PASSWORD")):
         if name not in values and environ.get(variable):
             found[name] = environ[variable]
     return found

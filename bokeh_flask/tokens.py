@@ -107,8 +107,13 @@ def _make(session_id: str, payload: dict[str, t.Any], settings: ServerSettings) 
                               expiration=settings.session_token_expiration, extra_payload=payload)
 
 
-def check_token(token: str, settings: ServerSettings) -> str:
-    """Verify a websocket's token (signature, expiry); returns its session id."""
+def check_token(token: str, settings: ServerSettings, session_exists: t.Callable[[str], bool] | None = None) -> str:
+    """Verify a websocket's token (signature, expiry); returns its session id.
+
+    An expired token is still accepted for a session that exists in this process
+    (``session_exists``): a page reconnecting after a long idle keeps working
+    (bokeh#14416). It never creates a session, so strangers gain nothing.
+    """
     session_id = session_id_of(token)
     try:
         valid = check_token_signature(token, secret_key=settings.secret_key, signed=settings.sign_sessions)
@@ -122,6 +127,9 @@ def check_token(token: str, settings: ServerSettings) -> str:
     if not isinstance(expiry, (int, float)):
         raise PermissionDenied("Session expiry has not been provided")
     if _now() >= expiry:
+        if session_exists is not None and session_exists(session_id):
+            log.info("Accepted an expired token to reconnect to the live session %s", session_id)
+            return session_id
         raise PermissionDenied(
             "Token is expired. Configure the app with a larger value for --session-token-expiration if necessary"
         )

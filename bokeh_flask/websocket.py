@@ -41,7 +41,7 @@ def websocket(app_path: str) -> Response:
     context = state.context_for(app_path)
     try:
         token = _check_handshake(state)
-        session_id = check_token(token, state.settings)
+        session_id = check_token(token, state.settings, session_exists=context.has_session)
         session = context.create_session_if_needed(session_id, RequestInfo.from_flask(request), token)
     except PermissionDenied as denied:
         log.warning("Refused websocket for %s: %s", request.path, denied.reason)

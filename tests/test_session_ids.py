@@ -91,3 +91,18 @@ def test_signing_without_a_good_key_is_a_startup_error(env, message, monkeypatch
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_expired_token_reconnects_to_a_live_session_only(serve):
+    server = serve(APP)
+    live_id = generate_session_id()
+    fresh = generate_jwt_token(live_id)
+    with BokehWS.connect(server, "argv_app", token=fresh) as ws:  # creates the session
+        assert ws.recv_message().msgtype == "ACK"
+    expired = generate_jwt_token(live_id, expiration=-10)
+    with BokehWS.connect(server, "argv_app", token=expired) as ws:  # a reconnect after a long idle
+        assert ws.recv_message().msgtype == "ACK"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        BokehWS.connect(server, "argv_app", token=generate_jwt_token(generate_session_id(), expiration=-10))
+    assert refused.value.status_code == 403
+    server.wait_for_output(r"Token is expired")

@@ -122,7 +122,7 @@ class BokehWS:
     def connect(cls, server: str, app_path: str, *, token: str | None = None,
                 session_id: str | None = None, subprotocols: t.Sequence[str] | None = None,
                 origin: str | None = None, headers: t.Sequence[str] = (),
-                timeout: float = DEFAULT_TIMEOUT) -> BokehWS:
+                timeout: float = DEFAULT_TIMEOUT, sslopt: dict[str, t.Any] | None = None) -> BokehWS:
         """Open a websocket; ``subprotocols`` defaults to ``["bokeh", token]``.
 
         Without ``origin`` no ``Origin`` header is sent at all (websocket-client
@@ -135,6 +135,8 @@ class BokehWS:
                                      "enable_multithread": True}
         if subprotocols:
             options["subprotocols"] = list(subprotocols)
+        if sslopt is not None:
+            options["sslopt"] = sslopt
         if origin is None:
             options["suppress_origin"] = True
         else:
