@@ -5,7 +5,9 @@ Bokeh describes each callback with a ``SessionCallback`` object: ``.id``,
 milliseconds. This module turns those into scheduler timers and removes them by
 id. A periodic callback's next run is scheduled only after the current run has
 finished, so runs never overlap or pile up; a slow run is followed at once by
-the next one instead of being skipped.
+the next one instead of being skipped. Runs keep to the timeline set by the
+first (start + n * period), so a 100 ms callback runs ten times a second even
+when each wake-up comes a little late.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class _Job:
         self._handle: Handle | None = None
         self.cancelled = False
         self.period_s: float | None = None
+        self._due = scheduler.now()
         if hasattr(callback, "period"):
             self.period_s = callback.period / 1000.0
             self._schedule(self.period_s)
@@ -38,19 +41,21 @@ class _Job:
             self._schedule(0.0)
 
     def _schedule(self, delay: float) -> None:
+        self._due = self._scheduler.now() + delay
         self._handle = self._scheduler.call_later(delay, self._run)
 
     def _run(self) -> None:
         if self.cancelled:
             return
-        started = self._scheduler.now()
+        due = self._due
         try:
             self._invoke(self._callback.callback)
         except Exception:
             log.exception("Error running session callback %r", self._callback.callback)
         if self.period_s is not None and not self.cancelled:
-            elapsed = self._scheduler.now() - started
-            self._schedule(max(self.period_s - elapsed, 0.0))
+            # Keep to the timeline (due, due + period, ...) so timer latency does not
+            # accumulate; a run that overran its period is followed at once.
+            self._schedule(max(due + self.period_s - self._scheduler.now(), 0.0))
 
     def cancel(self) -> None:
         self.cancelled = True

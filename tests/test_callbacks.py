@@ -163,3 +163,14 @@ def test_without_document_lock_runs_unlocked():
     doc.add_next_tick_callback(unlocked)
     clock.advance(0)
     assert outcome == ["took the lock"]
+
+
+def test_periodic_runs_keep_to_their_timeline_despite_late_wakeups():
+    clock = ManualScheduler()
+    session, doc = make_session(clock)
+    starts: list[float] = []
+
+    clock.wakeup_latency = 0.004  # every timer fires 4 ms late (a loaded event loop)
+    doc.add_periodic_callback(lambda: starts.append(clock.now()), 100)
+    clock.advance(10.05)
+    assert len(starts) == 100  # not 96, as when every period grows by the latency

@@ -39,6 +39,8 @@ class ManualScheduler:
         self._queue: list[tuple[float, int, _Handle, t.Callable[[], object]]] = []
         self._order = itertools.count()
         self.errors: list[BaseException] = []
+        #: how late every timer fires after its due time (a loaded event loop)
+        self.wakeup_latency = 0.0
 
     def now(self) -> float:
         return self.time
@@ -67,7 +69,7 @@ class ManualScheduler:
         ran = 0
         while self._queue and self._queue[0][0] <= until:
             due, _, handle, fn = heapq.heappop(self._queue)
-            self.time = max(self.time, due)
+            self.time = max(self.time, due + self.wakeup_latency)
             if handle.cancelled:
                 continue
             ran += 1
