@@ -83,6 +83,8 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ssl-certfile", default=None, help="serve https/wss with this PEM certificate; env "
                                                         "BOKEH_SSL_CERTFILE (key password: BOKEH_SSL_PASSWORD)")
     p.add_argument("--ssl-keyfile", default=None, help="the certificate's private key; env BOKEH_SSL_KEYFILE")
+    p.add_argument("--use-config", metavar="CONFIG", default=None,
+                   help="a bokeh YAML settings file (secret_key, sign_sessions, allowed_ws_origin, ...)")
     p.add_argument("--session-ids", choices=SESSION_ID_MODES, default=None,
                    help="unsigned, signed (needs BOKEH_SECRET_KEY) or external-signed (ids must come "
                         "from outside); default from BOKEH_SIGN_SESSIONS")
@@ -119,6 +121,8 @@ def serve(options: argparse.Namespace, app_args: list[str] | None) -> None:
     from .errors import BokehFlaskError
 
     try:
+        if options.use_config:
+            _load_bokeh_config(options.use_config)
         server = _make_server(options, app_args)
         server.start()
         server.install_signal_handlers()
@@ -144,7 +148,7 @@ def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.A
     for path in files:
         if not os.path.exists(path):
             raise ConfigError(f"Path for Bokeh server application does not exist: {path}")
-    return Server(
+    return Server.from_settings(
         files or None,
         argv=app_args,
         port=options.port,
@@ -175,6 +179,20 @@ def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.A
         exclude_cookies=options.exclude_cookies,
         **_session_id_settings(options.session_ids),
     )
+
+
+def _load_bokeh_config(path: str) -> None:
+    """``--use-config``: bokeh's own YAML settings file, read by ``bokeh.settings``."""
+    from bokeh.settings import settings
+
+    from .errors import ConfigError
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"--use-config file does not exist: {path}")
+    try:
+        settings.load_config(path)
+    except Exception as error:
+        raise ConfigError(f"Could not read --use-config file {path}: {error}") from error
 
 
 def _session_id_settings(mode: str | None) -> dict[str, t.Any]:

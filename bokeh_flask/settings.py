@@ -212,9 +212,15 @@ def _from_bokeh_environment(values: dict[str, t.Any], environ: t.Mapping[str, st
 
 
 def env_websocket_origins(environ: t.Mapping[str, str] | None = None) -> set[str] | None:
-    """``BOKEH_ALLOW_WS_ORIGIN`` as a set, or ``None`` when unset (it overrides the allowlist)."""
-    environ = os.environ if environ is None else environ
-    raw = environ.get("BOKEH_ALLOW_WS_ORIGIN", "").strip()
-    if not raw:
-        return None
-    return {_with_default_port(h) for h in raw.split(",") if h.strip()}
+    """``BOKEH_ALLOW_WS_ORIGIN`` (or ``allowed_ws_origin`` of a ``--use-config`` file) as a set.
+
+    ``None`` when unset; when set it replaces the configured allowlist, as in bokeh.
+    """
+    if environ is None:
+        from bokeh.settings import settings as bokeh_settings
+
+        hosts = bokeh_settings.allowed_ws_origin()
+    else:
+        hosts = environ.get("BOKEH_ALLOW_WS_ORIGIN", "").split(",")
+    origins = {_with_default_port(h) for h in hosts if h.strip()}
+    return origins or None

@@ -175,3 +175,21 @@ def test_xsrf_tokens_guard_unsafe_methods(tmp_path):
     assert client.post("/login", headers={"X-XSRFToken": token}).text == "posted"
     other = site.test_client()  # a token from one browser is no good in another
     assert other.post("/login", data={"_xsrf": token}).status_code == 403
+
+
+def test_get_user_async_and_get_login_url(tmp_path):
+    module = tmp_path / "auth.py"
+    module.write_text(
+        "import asyncio\n"
+        "async def get_user_async(handler):\n"
+        "    await asyncio.sleep(0)\n"
+        "    return handler.request.headers.get('X-User')\n"
+        "def get_login_url(handler):\n"
+        "    return 'https://sso.example/login?from=' + handler.request.path\n")
+    site = Flask("site")
+    BokehFlask({"/app": str(APPS / "whoami_app.py")}, auth_module=str(module)).init_app(site)
+    client = site.test_client()
+    refused = client.get("/app")
+    assert refused.status_code == 302
+    assert refused.headers["Location"] == "https://sso.example/login?from=/app&next=%2Fapp"
+    assert client.get("/app", headers={"X-User": "erin"}).status_code == 200

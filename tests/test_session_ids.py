@@ -106,3 +106,15 @@ def test_expired_token_reconnects_to_a_live_session_only(serve):
         BokehWS.connect(server, "argv_app", token=generate_jwt_token(generate_session_id(), expiration=-10))
     assert refused.value.status_code == 403
     server.wait_for_output(r"Token is expired")
+
+
+def test_use_config_supplies_the_secret_key(serve, tmp_path, monkeypatch):
+    monkeypatch.delenv("BOKEH_SECRET_KEY", raising=False)
+    monkeypatch.delenv("BOKEH_SIGN_SESSIONS", raising=False)
+    config = tmp_path / "bokeh.yaml"
+    config.write_text(f"secret_key: {KEY}\nsign_sessions: true\n")
+    server = serve(APP, extra_args=["--use-config", config])
+    status, page = status_of(server.app_url("argv_app"))
+    session_id = get_session_id(re.search(r'"token":"([^"]+)"', page).group(1))
+    assert status == 200 and check_session_id_signature(session_id, secret_key=KEY.encode(), signed=True)
+    assert status_of(server.app_url("argv_app") + "?bokeh-session-id=forged")[0] == 403
