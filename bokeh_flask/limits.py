@@ -20,6 +20,7 @@ INFLATE_RATIO = 64
 INFLATE_FLOOR = 1024 * 1024
 MAX_TOKEN_PAYLOAD = 1024 * 1024
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+_GZIP_MAGIC = b"\x1f\x8b"
 _TOKEN_ZLIB_KEY = "__bk__zlib_"
 
 
@@ -47,6 +48,8 @@ def _decode_bytes_bounded(rep: dict[str, t.Any], deserializer: t.Any) -> t.Any:
             compressed = base64.b64decode(data, validate=True)
         except binascii.Error as error:
             raise ValueError("a bytes value is not valid base64") from error
+        if compressed[:2] != _GZIP_MAGIC:
+            return compressed  # bokeh before 3.7 sends inline bytes uncompressed
         return inflate(compressed, inflate_limit(len(compressed)), _GZIP_WBITS)
     return deserializer._decode_bytes(rep)  # buffer references: bokeh's own handling
 

@@ -53,7 +53,8 @@ class PatchBatch:
             serializer = Serializer(references=self._references)
             content = {"events": serializer.encode(list(events))}
             message = patch_doc(patch_doc.create_header(), {}, content)
-            message.add_buffers(*serializer.buffers)
+            for buffer in serializer.buffers:  # add_buffer exists in every bokeh 3.x
+                message.add_buffer(buffer)
             self._serializers.append(serializer)
             frames = self._cache[key] = message_frames(message)
         return frames

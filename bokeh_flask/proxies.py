@@ -1,7 +1,8 @@
 """``--use-xheaders``: trust a reverse proxy's X-Real-Ip, X-Forwarded-For, X-Scheme and X-Forwarded-Proto.
 
 Like Tornado's ``xheaders``: the client address becomes ``X-Real-Ip`` (else
-the first ``X-Forwarded-For`` entry) and the scheme ``X-Scheme`` (else
+the last ``X-Forwarded-For`` entry, the one the nearest proxy added: earlier
+entries come from the client and can be forged) and the scheme ``X-Scheme`` (else
 ``X-Forwarded-Proto``), so ``session_context.request.remote_ip`` and
 ``.protocol`` and every URL Flask builds describe the browser's side of the
 proxy. Only for servers that are reached through such a proxy: anyone who can
@@ -22,7 +23,7 @@ class XHeaders:
         self.app = app
 
     def __call__(self, environ: dict[str, t.Any], start_response: t.Callable[..., t.Any]) -> t.Iterable[bytes]:
-        remote = environ.get("HTTP_X_REAL_IP") or environ.get("HTTP_X_FORWARDED_FOR", "").split(",")[0]
+        remote = environ.get("HTTP_X_REAL_IP") or environ.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1]
         if remote.strip():
             environ["REMOTE_ADDR"] = remote.strip()
         scheme = (environ.get("HTTP_X_SCHEME") or environ.get("HTTP_X_FORWARDED_PROTO", "")).split(",")[0]

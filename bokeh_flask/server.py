@@ -90,7 +90,8 @@ class Server:
             value = kwargs.pop(name, None)
             env = _SECURITY_SETTINGS_NOT_YET[name]
             if value is not None or (env and getattr(bokeh_settings, env)(None)):
-                raise ConfigError(f"{name} is not supported by bokeh-flask yet (it comes with the security work)")
+                raise ConfigError(f"{name} is not supported by bokeh-flask: pass auth_module='path/to/auth.py' "
+                                  "(a bokeh serve auth module), or authorize= to BokehFlask")
         if kwargs.get("secret_key") is None and bokeh_settings.secret_key(None):
             kwargs["secret_key"] = bokeh_settings.secret_key_bytes()
         if kwargs.get("sign_sessions") is None:

@@ -164,9 +164,20 @@ class ServerSession:
     # -- protocol requests ---------------------------------------------------
 
     def pull(self, message: t.Any, connection: ServerConnection) -> t.Any:
-        return self.with_document_locked(
-            connection.protocol.create, "PULL-DOC-REPLY", message.header["msgid"], self.document
-        )
+        """PULL-DOC-REPLY with the document's arrays inline (base64), not as binary buffers.
+
+        BokehJS 3.9 drops the binary buffers of a PULL-DOC-REPLY it asks for after a
+        reconnect (bokeh#15347): a page that reconnected (a network blip, or another
+        server after a restart) could not load its document. Inline arrays cost a
+        third more bytes on the first pull and keep every re-pull working.
+        """
+        from bokeh.protocol.messages.pull_doc_reply import pull_doc_reply
+
+        def reply() -> t.Any:
+            header = pull_doc_reply.create_header(request_id=message.header["msgid"])
+            return pull_doc_reply(header, {}, {"doc": self.document.to_json(deferred=False)})
+
+        return self.with_document_locked(reply)
 
     def push(self, message: t.Any, connection: ServerConnection) -> t.Any:
         def replace() -> t.Any:

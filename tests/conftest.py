@@ -4,12 +4,16 @@
   subprocess and returns a :class:`~tests.support.servers.RunningServer`
   (a ``str`` equal to ``http://127.0.0.1:PORT``); ``serve`` servers stop when
   the test ends, ``serve_module`` servers when the module ends.
+* ``browser`` / ``page`` / ``console``: headless Chromium through Playwright,
+  from the ``tests.support.browser`` plugin (see there).
 """
 from __future__ import annotations
 
 import pytest
 
 from tests.support.servers import _ServerFactory
+
+pytest_plugins = ("tests.support.browser",)
 
 
 @pytest.fixture

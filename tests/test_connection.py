@@ -60,15 +60,18 @@ def test_ack_is_sent_first(served):
     assert session.connection_count == 1
 
 
-def test_pull_reply_carries_binary_buffers(served):
+def test_pull_reply_is_self_contained(served):
+    """Arrays inline, so BokehJS can re-pull after a reconnect (it drops re-pull buffers, bokeh#15347)."""
     _, session, _ = served
     connection, transport = connect(session)
     send(connection, Protocol().create("PULL-DOC-REQ"))
     header, content = transport.messages()[-1]
-    assert header["msgtype"] == "PULL-DOC-REPLY"
-    assert header["num_buffers"] >= 1
-    frames = transport.writes[-1]
-    assert isinstance(frames[-1], bytes) and len(frames[-1]) == 5 * 8
+    assert header["msgtype"] == "PULL-DOC-REPLY" and "num_buffers" not in header
+    assert len(transport.writes[-1]) == 3
+    from bokeh.document import Document
+
+    pulled = Document.from_json(content["doc"])
+    assert list(pulled.get_model_by_name("cds").data["y"]) == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
 def test_patch_is_applied_not_echoed_and_callback_result_is_sent_back(served):

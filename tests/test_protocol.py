@@ -173,14 +173,14 @@ def header(msgtype: str, **extra) -> str:
 # good input
 # ---------------------------------------------------------------------------
 
-def test_ack_first_then_pull_doc_reply_with_buffers(connect):
+def test_ack_first_then_pull_doc_reply_with_inline_arrays(connect):
     client = connect()  # checks that ACK is the first message
     msgid = client.send_message("PULL-DOC-REQ", {})
     reply, _ = client.recv_reply(msgid)
     assert reply.msgtype == "PULL-DOC-REPLY"
     assert reply.reqid == msgid
-    assert reply.buffers, "the numpy columns should travel as binary buffers"
-    assert_buffers_consistent(reply)
+    # arrays travel inline: BokehJS 3.9 drops a re-pull's binary buffers (bokeh#15347)
+    assert not reply.buffers and "num_buffers" not in reply.header
     models = models_by_name(reply.content["doc"])
     assert {"slider", "echo", "boom", "ticker", "lost", "source"} <= set(models)
     data = map_entries(models["source"]["attributes"]["data"])

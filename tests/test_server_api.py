@@ -94,9 +94,8 @@ FROM_SETTINGS = """
     except urllib.error.HTTPError as error:
         icon = error.code
     server.stop()
-    os.environ["BOKEH_SSL_CERTFILE"] = "/nonexistent.pem"
     try:
-        Server.from_settings({"/app": lambda doc: None})
+        Server.from_settings({"/app": lambda doc: None}, auth_provider=object())
         refused = None
     except ConfigError as error:
         refused = str(error)
@@ -113,4 +112,4 @@ def test_from_settings_reads_bokeh_environment(monkeypatch):
     result = run_client(FROM_SETTINGS)
     assert result["signed"] is True
     assert result["icon"] == 404
-    assert "ssl_certfile is not supported" in result["ssl"]
+    assert "auth_provider is not supported" in result["ssl"] and "auth_module" in result["ssl"]

@@ -25,7 +25,7 @@ def remote_text(app, headers) -> str:
 
 @pytest.mark.parametrize("headers, expected", [
     ({"X-Real-Ip": "203.0.113.7", "X-Scheme": "https"}, "ip=203.0.113.7 protocol=https"),
-    ({"X-Forwarded-For": "198.51.100.2, 10.0.0.1", "X-Forwarded-Proto": "https"}, "ip=198.51.100.2 protocol=https"),
+    ({"X-Forwarded-For": "6.6.6.6, 198.51.100.2", "X-Forwarded-Proto": "https"}, "ip=198.51.100.2 protocol=https"),
     ({}, "ip=10.0.0.1 protocol=http"),
 ])
 def test_use_xheaders(headers, expected):

@@ -427,9 +427,12 @@ def decode_ndarray(rep: t.Mapping[str, t.Any], buffers: t.Mapping[str, bytes]) -
     array = rep["array"]
     if array.get("type") == "bytes" and isinstance(array.get("data"), dict):
         raw = buffers[array["data"]["id"]]
-    elif array.get("type") == "bytes":
+    elif array.get("type") == "bytes":  # inline base64; gzip-compressed since bokeh 3.7
         import base64
+        import gzip
         raw = base64.b64decode(array["data"])
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
     else:
         return np.asarray(array)
     return np.frombuffer(raw, dtype=rep["dtype"]).reshape(rep["shape"])
