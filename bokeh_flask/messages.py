@@ -9,11 +9,14 @@ and event as bokeh's Tornado server does.
 """
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import typing as t
 
-from bokeh.core.serialization import Serializer
+from bokeh.core.serialization import Buffer, Serializer
 from bokeh.protocol.messages.patch_doc import patch_doc
+from bokeh.protocol.messages.pull_doc_reply import pull_doc_reply
 
 Frame = t.Union[str, bytes]
 
@@ -25,6 +28,42 @@ def message_frames(message: t.Any) -> list[Frame]:
         frames.append(json.dumps(buffer.ref))
         frames.append(buffer.to_bytes())
     return frames
+
+
+def pull_reply(request_id: str, document: t.Any) -> t.Any:
+    """A PULL-DOC-REPLY whose arrays travel inline (see ``ServerSession.pull`` for why)."""
+    serialized = document.to_json(deferred=True)
+    if hasattr(serialized, "buffers"):  # bokeh >= 3.7: content plus binary buffers
+        buffers = {buffer.id: buffer for buffer in serialized.buffers or []}
+        doc_json = inline_buffers(serialized.content, buffers)
+    else:  # bokeh 3.6 inlines arrays itself
+        doc_json = serialized
+    header = pull_doc_reply.create_header(request_id=request_id)
+    return pull_doc_reply(header, {}, {"doc": doc_json})
+
+
+def inline_buffers(node: t.Any, buffers: t.Mapping[str, t.Any]) -> t.Any:
+    """``node`` with every buffer reference replaced by its data, base64 in gzip framing.
+
+    BokehJS gunzips every inline ``bytes`` value; the gzip stream is written at
+    level 0 (stored): 4 ms instead of 90 ms for 3 MB, base64 adds a third as
+    binary buffers would not.
+    """
+    if isinstance(node, dict):
+        if node.get("type") == "bytes":
+            data = node.get("data")
+            if isinstance(data, Buffer):
+                return {"type": "bytes", "data": _gzip_base64(data.to_bytes())}
+            if isinstance(data, dict) and data.get("id") in buffers:
+                return {"type": "bytes", "data": _gzip_base64(buffers[data["id"]].to_bytes())}
+        return {key: inline_buffers(value, buffers) for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [inline_buffers(item, buffers) for item in node]
+    return node
+
+
+def _gzip_base64(data: bytes) -> str:
+    return base64.b64encode(gzip.compress(data, compresslevel=0, mtime=0)).decode("ascii")
 
 
 def frames_size(frames: t.Sequence[Frame]) -> int:

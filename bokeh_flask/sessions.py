@@ -14,7 +14,7 @@ import typing as t
 
 from .callbacks import SessionCallbackRunner
 from .curdoc import with_curdoc
-from .messages import PatchBatch
+from .messages import PatchBatch, pull_reply
 from .metrics import AppStats
 from .scheduling import Scheduler
 
@@ -164,20 +164,14 @@ class ServerSession:
     # -- protocol requests ---------------------------------------------------
 
     def pull(self, message: t.Any, connection: ServerConnection) -> t.Any:
-        """PULL-DOC-REPLY with the document's arrays inline (base64), not as binary buffers.
+        """PULL-DOC-REPLY with the document's arrays inline, not as binary buffers.
 
         BokehJS 3.9 drops the binary buffers of a PULL-DOC-REPLY it asks for after a
-        reconnect (bokeh#15347): a page that reconnected (a network blip, or another
-        server after a restart) could not load its document. Inline arrays cost a
-        third more bytes on the first pull and keep every re-pull working.
+        reconnect (bokeh#15347), and a server cannot tell such a re-pull from a first
+        pull (after a failover the session is new here). Arrays are inlined in the
+        gzip framing BokehJS expects but stored uncompressed (see ``inline_buffers``).
         """
-        from bokeh.protocol.messages.pull_doc_reply import pull_doc_reply
-
-        def reply() -> t.Any:
-            header = pull_doc_reply.create_header(request_id=message.header["msgid"])
-            return pull_doc_reply(header, {}, {"doc": self.document.to_json(deferred=False)})
-
-        return self.with_document_locked(reply)
+        return self.with_document_locked(pull_reply, message.header["msgid"], self.document)
 
     def push(self, message: t.Any, connection: ServerConnection) -> t.Any:
         def replace() -> t.Any:
