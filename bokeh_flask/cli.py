@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def serve(options: argparse.Namespace, app_args: list[str] | None) -> None:
+    if options.num_procs != 1:
+        serve_processes(options, app_args)
+        return
     from gevent import monkey
 
     monkey.patch_all()
@@ -136,21 +139,65 @@ def serve(options: argparse.Namespace, app_args: list[str] | None) -> None:
     log.info("Bokeh server stopped")
 
 
-def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.Any:
+def serve_processes(options: argparse.Namespace, app_args: list[str] | None) -> None:
+    """``--num-procs N``: gunicorn with N gevent workers (the master stays unpatched)."""
+    import logging
+
+    _configure_logging(options)
+    log = logging.getLogger("bokeh_flask.cli")
+    from .errors import BokehFlaskError
+    from .multiprocess import BokehGunicorn, worker_count
+    from .server import with_bokeh_settings
+
+    try:
+        if options.use_config:
+            _load_bokeh_config(options.use_config)
+        files = _checked_files(options)
+        settings = with_bokeh_settings(_settings_from_options(options))
+        settings.setdefault("allow_same_origin", False)
+        from .settings import ServerSettings
+
+        ServerSettings.resolve(settings)  # fail here, once, rather than in every worker
+        from .loading import build_applications
+
+        routes = sorted(build_applications(files or None, app_args))
+    except (BokehFlaskError, OSError) as error:
+        sys.exit(f"bokeh-flask serve: error: {error}")
+
+    def announce(port: int) -> None:
+        host = options.address or "localhost"
+        scheme = "https" if settings.get("ssl_certfile") else "http"
+        log.info("Starting bokeh-flask server with %d gunicorn gevent workers", worker_count(options.num_procs))
+        for route in routes:
+            log.info("Bokeh app running at: %s://%s:%d%s%s", scheme, host, port, settings.get("prefix") or "",
+                     route)
+
+    level = "critical" if options.log_level == "None" else ("debug" if options.log_level == "trace"
+                                                             else options.log_level)
+    BokehGunicorn(files or None, settings, app_args, worker_count(options.num_procs), level, announce).run()
+
+
+def _checked_files(options: argparse.Namespace) -> list[str]:
     from .errors import ConfigError
     from .loading import expand_globs
-    from .server import Server
 
-    if options.num_procs != 1:
-        raise ConfigError("--num-procs other than 1 is not supported yet; run gunicorn -k gevent -w N "
-                          "wsgi:app (see README)")
     files = expand_globs(options.files) if options.glob else options.files
     for path in files:
         if not os.path.exists(path):
             raise ConfigError(f"Path for Bokeh server application does not exist: {path}")
-    return Server.from_settings(
-        files or None,
-        argv=app_args,
+    return list(files)
+
+
+def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.Any:
+    from .server import Server
+
+    files = _checked_files(options)
+    return Server.from_settings(files or None, argv=app_args, **_settings_from_options(options))
+
+
+def _settings_from_options(options: argparse.Namespace) -> dict[str, t.Any]:
+    """The ServerSettings fields the command line sets."""
+    return dict(
         port=options.port,
         address=options.address,
         prefix=options.prefix,

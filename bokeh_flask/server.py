@@ -84,29 +84,7 @@ class Server:
         ``ico_path`` default to ``BOKEH_SECRET_KEY``, ``BOKEH_SIGN_SESSIONS`` and
         ``BOKEH_ICO_PATH``; ``BOKEH_ALLOW_WS_ORIGIN`` is read when websockets open.
         """
-        from bokeh.settings import settings as bokeh_settings
-
-        for name in _SECURITY_SETTINGS_NOT_YET:
-            value = kwargs.pop(name, None)
-            env = _SECURITY_SETTINGS_NOT_YET[name]
-            if value is not None or (env and getattr(bokeh_settings, env)(None)):
-                raise ConfigError(f"{name} is not supported by bokeh-flask: pass auth_module='path/to/auth.py' "
-                                  "(a bokeh serve auth module), or authorize= to BokehFlask")
-        if kwargs.get("secret_key") is None and bokeh_settings.secret_key(None):
-            kwargs["secret_key"] = bokeh_settings.secret_key_bytes()
-        if kwargs.get("sign_sessions") is None:
-            kwargs["sign_sessions"] = bokeh_settings.sign_sessions()
-        if kwargs.get("ico_path") is None:
-            kwargs["ico_path"] = bokeh_settings.ico_path()
-        if kwargs.get("auth_module") is None and bokeh_settings.auth_module(None):
-            kwargs["auth_module"] = bokeh_settings.auth_module()
-        if kwargs.get("cookie_secret") is None and bokeh_settings.cookie_secret(None):
-            kwargs["cookie_secret"] = bokeh_settings.cookie_secret()
-        for name in ("ssl_certfile", "ssl_keyfile", "ssl_password"):
-            if kwargs.get(name) is None and getattr(bokeh_settings, name)(None):
-                kwargs[name] = getattr(bokeh_settings, name)()
-        if kwargs.get("xsrf_cookies") is None:
-            kwargs["xsrf_cookies"] = bokeh_settings.xsrf_cookies()
+        kwargs = with_bokeh_settings(kwargs)
         return cls(applications, io_loop=io_loop, http_server_kwargs=http_server_kwargs, **kwargs)
 
     # -- properties ----------------------------------------------------------
@@ -215,6 +193,31 @@ class Server:
             raise ValueError("app_path must start with a /")
         host = self.address if self.address not in (None, "", "0.0.0.0", "::") else "localhost"
         view(f"http://{host}:{self.port}{self.prefix}{app_path}", browser=browser, new=new)
+
+
+def with_bokeh_settings(kwargs: dict[str, t.Any]) -> dict[str, t.Any]:
+    """``kwargs`` with what they leave unset taken from ``bokeh.settings`` (env vars, --use-config)."""
+    from bokeh.settings import settings as bokeh_settings
+
+    kwargs = dict(kwargs)
+    for name in _SECURITY_SETTINGS_NOT_YET:
+        value = kwargs.pop(name, None)
+        env = _SECURITY_SETTINGS_NOT_YET[name]
+        if value is not None or (env and getattr(bokeh_settings, env)(None)):
+            raise ConfigError(f"{name} is not supported by bokeh-flask: pass auth_module='path/to/auth.py' "
+                              "(a bokeh serve auth module), or authorize= to BokehFlask")
+    if kwargs.get("secret_key") is None and bokeh_settings.secret_key(None):
+        kwargs["secret_key"] = bokeh_settings.secret_key_bytes()
+    if kwargs.get("sign_sessions") is None:
+        kwargs["sign_sessions"] = bokeh_settings.sign_sessions()
+    if kwargs.get("ico_path") is None:
+        kwargs["ico_path"] = bokeh_settings.ico_path()
+    for name in ("auth_module", "cookie_secret", "ssl_certfile", "ssl_keyfile", "ssl_password"):
+        if kwargs.get(name) is None and getattr(bokeh_settings, name)(None):
+            kwargs[name] = getattr(bokeh_settings, name)()
+    if kwargs.get("xsrf_cookies") is None:
+        kwargs["xsrf_cookies"] = bokeh_settings.xsrf_cookies()
+    return kwargs
 
 
 #: bokeh settings ``from_settings`` knows (name -> bokeh.settings accessor) but bokeh-flask

@@ -1,0 +1,39 @@
+"""``bokeh-flask serve --num-procs N``: gunicorn gevent workers serving the same apps."""
+from __future__ import annotations
+
+import re
+import signal
+import time
+import urllib.request
+
+import pytest
+
+from tests.support.bokeh_ws import BokehWS, models_by_name
+from tests.support.servers import REPO_ROOT
+
+APPS = REPO_ROOT / "tests" / "apps"
+pytestmark = pytest.mark.slow
+
+
+def test_sessions_work_across_workers_and_sigterm_stops_them_all(serve):
+    server = serve(APPS / "request_app.py", APPS / "hooks_app", extra_args=["--num-procs", "2"])
+    for _ in range(2):  # on_server_loaded runs in every worker
+        mark = server.mark()
+        server.wait_for_output(r"HOOK server-loaded", since=mark)
+    assert server.output().count("HOOK server-loaded") == 2
+    for n in range(8):
+        request = urllib.request.Request(f"{server.browser_url}/request_app?n={n}", headers={"Cookie": f"c=k{n}"})
+        with urllib.request.urlopen(request, timeout=20) as response:
+            token = re.search(r'"token":"([^"]+)"', response.read().decode()).group(1)
+        # a new TCP connection: gunicorn may hand it to the other worker, which rebuilds the session
+        with BokehWS.connect(server, "request_app", token=token) as ws:
+            assert ws.recv_message().msgtype == "ACK"
+            text = models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
+        assert re.fullmatch(rf"n={n} c=k{n} pid=\d+", text), text
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=20) == 0
+    assert time.monotonic() - started < 10
+    output = server.stop()
+    assert output.count("HOOK server-unloaded") == 2
+    assert "Traceback" not in output
