@@ -6,6 +6,8 @@ import pytest
 pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
 
+from tests.support.browser import click_three_times  # noqa: E402
+
 from tests.support.servers import EXAMPLES  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -21,9 +23,7 @@ def test_login_then_use_the_sliders(serve, page, console):
     page.click("button[type=submit]")
     expect(page).to_have_url(server.app_url("sliders"))
     expect(page.locator("canvas").first).to_be_attached()
-    for _ in range(3):
-        page.locator(".clicker button").click()
-    expect(page.locator(".clicks")).to_have_text("clicks: 3")
+    click_three_times(page)
     console.assert_clean()
     page.goto(server.browser_url + "/logout")
     expect(page).to_have_url(f"{server.browser_url}/login")

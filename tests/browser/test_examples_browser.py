@@ -20,6 +20,8 @@ import pytest
 pytest.importorskip("playwright.sync_api", reason="browser tests need the 'playwright' package")
 from playwright.sync_api import expect  # noqa: E402
 
+from tests.support.browser import click_three_times  # noqa: E402
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -101,12 +103,7 @@ def test_sliders_draws_and_python_callbacks_update_divs(page, console, server):
     expect(product).to_have_text("amplitude × frequency = 5.0")
 
     # Button clicks round-trip through Python.
-    clicks = page.locator(".clicks")
-    expect(clicks).to_have_text("clicks: 0")
-    button = page.locator(".clicker button")
-    for _ in range(3):
-        button.click()
-    expect(clicks).to_have_text("clicks: 3")
+    click_three_times(page)
 
     console.assert_clean()
 

@@ -35,6 +35,8 @@ from tests.support.servers import (_RUNNING_AT, REPO_ROOT, STARTUP_TIMEOUT, STOP
 pytest.importorskip("playwright.sync_api", reason="browser tests need the 'playwright' package")
 from playwright.sync_api import expect  # noqa: E402
 
+from tests.support.browser import click_three_times  # noqa: E402
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -200,12 +202,7 @@ def exercise_sliders(page) -> None:
     page.locator(".amplitude .noUi-handle").press("ArrowRight")
     # 2.5 × 3.0 = 7.5 comes only from the server-side on_change callback.
     expect(product).to_have_text("amplitude × frequency = 7.5")
-    clicks = page.locator(".clicks")
-    expect(clicks).to_have_text("clicks: 0")
-    button = page.locator(".clicker button")
-    for _ in range(3):
-        button.click()
-    expect(clicks).to_have_text("clicks: 3")
+    click_three_times(page)
 
 
 def read_session(url: str, session_id: str) -> tuple[str, str]:

@@ -6,6 +6,8 @@ import pytest
 pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
 
+from tests.support.browser import click_three_times  # noqa: E402
+
 from tests.support.servers import EXAMPLES  # noqa: E402
 from tests.support.tls import KEY_PASSWORD, self_signed_certificate  # noqa: E402
 
@@ -23,9 +25,7 @@ def test_sliders_over_tls(serve, browser, tmp_path, monkeypatch):
         page.on("websocket", lambda ws: sockets.append(ws.url))
         page.goto(f"https://localhost:{server.port}/sliders")
         expect(page.locator("canvas").first).to_be_attached()
-        for _ in range(3):
-            page.locator(".clicker button").click()
-        expect(page.locator(".clicks")).to_have_text("clicks: 3")
+        click_three_times(page)
         assert sockets == [f"wss://localhost:{server.port}/sliders/ws"]
     finally:
         context.close()

@@ -111,3 +111,13 @@ def page(browser, console):
         yield page
     finally:
         context.close()
+
+
+def click_three_times(page) -> None:
+    """Click the sliders example's button three times; its Python callback must count them."""
+    clicks = page.locator(".clicks")
+    expect(clicks).to_have_text("clicks: 0")
+    button = page.locator(".clicker button")
+    for _ in range(3):
+        button.click()
+    expect(clicks).to_have_text("clicks: 3")
