@@ -39,6 +39,8 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", metavar="DIRECTORY-OR-SCRIPT", nargs="*", help="apps to serve")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (0 = any free port)")
     p.add_argument("--address", default=None, help="address to listen on (default: all interfaces)")
+    p.add_argument("--unix-socket", default=None, metavar="PATH",
+                   help="listen on a unix socket (for a proxy in front); not with --port/--address/SSL")
     p.add_argument("--prefix", default="", help="URL prefix for every route")
     p.add_argument("--show", action="store_true", help="open the apps in a browser")
     p.add_argument("--glob", action="store_true", help="expand the file arguments with glob()")
@@ -167,10 +169,10 @@ def serve_processes(options: argparse.Namespace, app_args: list[str] | None) -> 
     def announce(port: int) -> None:
         host = options.address or "localhost"
         scheme = "https" if settings.get("ssl_certfile") else "http"
+        where = f"unix:{options.unix_socket}" if options.unix_socket else f"{scheme}://{host}:{port}"
         log.info("Starting bokeh-flask server with %d gunicorn gevent workers", worker_count(options.num_procs))
         for route in routes:
-            log.info("Bokeh app running at: %s://%s:%d%s%s", scheme, host, port, settings.get("prefix") or "",
-                     route)
+            log.info("Bokeh app running at: %s%s%s", where, settings.get("prefix") or "", route)
 
     level = "critical" if options.log_level == "None" else ("debug" if options.log_level == "trace"
                                                              else options.log_level)
@@ -200,6 +202,7 @@ def _settings_from_options(options: argparse.Namespace) -> dict[str, t.Any]:
     return dict(
         port=options.port,
         address=options.address,
+        unix_socket=options.unix_socket,
         prefix=options.prefix,
         allow_websocket_origin=options.allow_websocket_origin,
         keep_alive_milliseconds=options.keep_alive,
@@ -264,6 +267,11 @@ def _announce(server: t.Any, log: t.Any) -> None:
     log.info("Starting bokeh-flask server (Bokeh %s, gevent %s)", bokeh.__version__, gevent.__version__)
     host = server.address or "localhost"
     scheme = "https" if server.settings.ssl_certfile else "http"
+    if server.settings.unix_socket:
+        for route in server._state.app_paths:
+            log.info("Bokeh app running at: unix:%s%s%s", server.settings.unix_socket, server.prefix, route)
+        log.info("Starting Bokeh server with process id: %d", os.getpid())
+        return
     for route in server._state.app_paths:
         url = f"{scheme}://{host}:{server.port}{server.prefix}{route if route != '/' else '/'}"
         log.info("Bokeh app running at: %s", url)

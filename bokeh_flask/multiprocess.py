@@ -44,8 +44,12 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         s = self._settings
         address = s.get("address") or "0.0.0.0"
+        if s.get("unix_socket"):
+            bind = f"unix:{s['unix_socket']}"
+        else:
+            bind = f"[{address}]:{s.get('port', 5006)}" if ":" in address else f"{address}:{s.get('port', 5006)}"
         options = {
-            "bind": f"[{address}]:{s.get('port', 5006)}" if ":" in address else f"{address}:{s.get('port', 5006)}",
+            "bind": bind,
             "workers": self._workers,
             "worker_class": "gevent",
             "graceful_timeout": GRACEFUL_TIMEOUT,
@@ -66,8 +70,10 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
 
     def _when_ready(self, arbiter: t.Any) -> None:
         """In the master, before the workers fork: learn the real port (``--port 0``)."""
-        self._bound_port = int(arbiter.LISTENERS[0].sock.getsockname()[1])
-        self._announce(self._bound_port)
+        address = arbiter.LISTENERS[0].sock.getsockname()
+        if isinstance(address, tuple):
+            self._bound_port = int(address[1])
+        self._announce(self._bound_port or 0)
 
     def load(self) -> t.Any:
         """In each worker (after gevent patched it): the Flask app."""

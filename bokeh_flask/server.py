@@ -132,9 +132,12 @@ class Server:
         if ssl_context is not None:
             options["ssl_context"] = ssl_context
         options.update(self._http_server_kwargs)
-        self._wsgi = WSGIServer((self.settings.address or "", self.settings.port), self.flask_app, **options)
+        listener: t.Any = (self.settings.address or "", self.settings.port)
+        if self.settings.unix_socket:
+            listener = _unix_listener(self.settings.unix_socket)
+        self._wsgi = WSGIServer(listener, self.flask_app, **options)
         self._wsgi.start()
-        if self.settings.port == 0:
+        if self.settings.port == 0 and not self.settings.unix_socket:
             # the default websocket allowlist names the port actually bound
             self._state.settings = self.settings.replace(port=int(self._wsgi.server_port))
         self._state.start()
@@ -225,6 +228,22 @@ def with_bokeh_settings(kwargs: dict[str, t.Any]) -> dict[str, t.Any]:
 _SECURITY_SETTINGS_NOT_YET = {
     "auth_provider": None,
 }
+
+
+def _unix_listener(path: str) -> t.Any:
+    """A listening unix socket at ``path`` (a stale socket file there is replaced)."""
+    import os
+    import socket
+    import stat
+
+    if os.path.exists(path):
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise ConfigError(f"--unix-socket {path} exists and is not a socket")
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1024)
+    return listener
 
 
 def _ssl_context(settings: ServerSettings) -> t.Any:

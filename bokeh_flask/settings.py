@@ -69,6 +69,7 @@ class ServerSettings:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_password: str | None = None
+    unix_socket: str | None = None
     num_procs: int = 1
     use_xheaders: bool = False
     extra: dict[str, t.Any] = field(default_factory=dict)
@@ -145,6 +146,11 @@ class ServerSettings:
                     f"BOKEH_SECRET_KEY is too weak to sign sessions (about {bits:.0f} bits of entropy, "
                     f"{MINIMUM_BITS} needed): generate one with `bokeh-flask secret`"
                 )
+        if self.unix_socket:
+            if self.port != DEFAULT_PORT:
+                raise ConfigError("--port is not supported with a unix socket")
+            if self.address or self.ssl_certfile or self.ssl_keyfile:
+                raise ConfigError("--address, --ssl-certfile and --ssl-keyfile are not supported with a unix socket")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile (or BOKEH_SSL_CERTFILE)")
         if not self.generate_session_ids and not self.sign_sessions:

@@ -170,8 +170,9 @@ def start_process(cmd: list[str], ready: re.Pattern, env: dict[str, str] | None 
         why = (f"exited with code {proc.returncode} before logging" if exited
                else f"did not log within {STARTUP_TIMEOUT:.0f}s")
         pytest.fail(f"server {why} {what!r}\ncommand: {' '.join(cmd)}\noutput:\n{reader.text()}")
-    port = int(match.group("port"))
-    assert port != 0, f"server reported port 0 instead of the bound port:\n{reader.text()}"
+    port_text = match.groupdict().get("port")
+    port = int(port_text) if port_text else 0  # no port: a unix socket
+    assert not port_text or port != 0, f"server reported port 0 instead of the bound port:\n{reader.text()}"
     return RunningServer(f"http://127.0.0.1:{port}", proc, port, reader)
 
 
