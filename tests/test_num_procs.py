@@ -1,6 +1,7 @@
 """``bokeh-flask serve --num-procs N``: gunicorn gevent workers serving the same apps."""
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -37,3 +38,22 @@ def test_sessions_work_across_workers_and_sigterm_stops_them_all(serve):
     output = server.stop()
     assert output.count("HOOK server-unloaded") == 2
     assert "Traceback" not in output
+
+
+def test_a_killed_worker_is_replaced_and_its_pages_reconnect(serve):
+    server = serve(APPS / "request_app.py", extra_args=["--num-procs", "2"])
+    request = urllib.request.Request(f"{server.browser_url}/request_app?n=7", headers={"Cookie": "c=kept"})
+    with urllib.request.urlopen(request, timeout=20) as response:
+        token = re.search(r'"token":"([^"]+)"', response.read().decode()).group(1)
+    with BokehWS.connect(server, "request_app", token=token) as ws:
+        assert ws.recv_message().msgtype == "ACK"
+        text = models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
+    victim = int(text.rsplit("=", 1)[1])
+    mark = server.mark()
+    os.kill(victim, signal.SIGKILL)  # the worker holding the session dies without cleaning up
+    server.wait_for_output(r"Booting worker with pid", since=mark, timeout=30)
+    # the page reconnects with the same token; whichever worker answers rebuilds the session
+    with BokehWS.connect(server, "request_app", token=token) as ws:
+        assert ws.recv_message().msgtype == "ACK"
+        text = models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
+    assert re.fullmatch(r"n=7 c=kept pid=\d+", text) and int(text.rsplit("=", 1)[1]) != victim
