@@ -67,7 +67,10 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="interval of the (debug level) session statistics log")
     p.add_argument("--mem-log-frequency", type=int, default=0, metavar="MILLISECONDS",
                    help="interval of the memory log (0 = off; needs psutil)")
-    p.add_argument("--num-procs", type=int, default=1, help="number of worker processes (1 for now)")
+    p.add_argument("--num-procs", type=int, default=1,
+                   help="worker processes: N gunicorn gevent workers (0 = one per core)")
+    p.add_argument("--dev", nargs="*", metavar="FILE", default=None,
+                   help="restart when the apps' files (or these files) change; development only, one process")
     p.add_argument("--auth-module", default=None, metavar="PATH",
                    help="a bokeh serve auth module (get_user, login_url, ...); env BOKEH_AUTH_MODULE")
     p.add_argument("--cookie-secret", default=None,
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def serve(options: argparse.Namespace, app_args: list[str] | None) -> None:
+    if options.dev is not None and options.num_procs != 1:
+        sys.exit("bokeh-flask serve: error: --dev runs one process: leave out --num-procs")
     if options.num_procs != 1:
         serve_processes(options, app_args)
         return
@@ -134,6 +139,12 @@ def serve(options: argparse.Namespace, app_args: list[str] | None) -> None:
     except (BokehFlaskError, OSError) as error:
         sys.exit(f"bokeh-flask serve: error: {error}")
     _announce(server, log)
+    if options.dev is not None:
+        import gevent
+
+        from .reloading import watch_and_restart
+
+        gevent.spawn(watch_and_restart, [*(options.files or []), *options.dev], server.stop)
     if options.show:
         for route in server._state.app_paths:
             server.show(route)

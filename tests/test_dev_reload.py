@@ -1,0 +1,36 @@
+"""``--dev``: editing an app restarts the server, and the new code is served."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.support.client import pull_texts
+
+pytestmark = pytest.mark.slow
+APP_SOURCE = "from bokeh.io import curdoc\nfrom bokeh.models import Div\ncurdoc().add_root(Div(text={!r}, name='v'))\n"
+
+
+def test_editing_the_app_restarts_the_server(serve, tmp_path):
+    app = tmp_path / "live.py"
+    app.write_text(APP_SOURCE.format("version 1"))
+    server = serve(app, extra_args=["--dev"])
+    assert pull_texts(server.app_url("live"))["texts"] == {"v": "version 1"}
+    server.wait_for_output(r"Development mode: watching 1 files")
+    mark = server.mark()
+    app.write_text(APP_SOURCE.format("version 2"))
+    server.wait_for_output(r"Reloading: .*live\.py changed", since=mark, timeout=20)
+    running = server.wait_for_output(r"Bokeh app running at: http://127\.0\.0\.1:(\d+)/live", since=mark, timeout=60)
+    assert pull_texts(f"http://localhost:{running.group(1)}/live")["texts"] == {"v": "version 2"}
+    assert server.proc.poll() is None  # the same process, re-executed
+
+
+def test_dev_with_several_processes_is_an_error():
+    import subprocess
+    import sys
+
+    from tests.support.servers import REPO_ROOT
+
+    result = subprocess.run([sys.executable, "-m", "bokeh_flask", "serve", "--dev", "--num-procs", "2"],
+                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert result.returncode != 0 and re.search(r"--dev runs one process", result.stderr)
