@@ -82,7 +82,6 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
         settings = dict(self._settings)
         if self._bound_port is not None:
             settings["port"] = self._bound_port  # the default websocket allowlist names the real port
-        settings.pop("num_procs", None)
         return create_app(self._applications, argv=self._argv, **settings)
 
 

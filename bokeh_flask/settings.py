@@ -70,6 +70,9 @@ class ServerSettings:
     ssl_keyfile: str | None = None
     ssl_password: str | None = None
     unix_socket: str | None = None
+    #: build a page's document where its websocket lands, not in the page request
+    #: (``None``: only when serving with several processes; see ``views.document_page``)
+    lazy_documents: bool | None = None
     num_procs: int = 1
     use_xheaders: bool = False
     extra: dict[str, t.Any] = field(default_factory=dict)

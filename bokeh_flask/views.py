@@ -134,8 +134,12 @@ class _PageSession:
     document: t.Any
 
 
-def session_for_request(state: BokehState, app_path: str) -> _PageSession:
-    """Find or build the session a page request names, with a token for this request."""
+def session_for_request(state: BokehState, app_path: str, build: bool = True) -> _PageSession:
+    """Find or build the session a page request names, with a token for this request.
+
+    With ``build=False`` only the id and token are made: the websocket's process
+    builds the document (see :func:`document_page`).
+    """
     context = state.context_for(app_path)
     settings = state.settings
     arguments = {key: request.args.get(key, "") for key in ("bokeh-token", "bokeh-session-id") if key in request.args}
@@ -148,6 +152,8 @@ def session_for_request(state: BokehState, app_path: str) -> _PageSession:
             token = token_for(session_id, info, settings, extra)
         else:
             check_page_token(token, settings)
+        if not build and not context.has_session(session_id):
+            return _PageSession(session_id, token, None)
         session: ServerSession = context.create_session_if_needed(session_id, info, token)
     except PermissionDenied as denied:
         log.warning("Refused %s %s: %s", request.method, request.path, denied.reason)
@@ -161,19 +167,45 @@ def document_page(app_path: str) -> Response:
     """``GET /<app>/``: a full HTML page for a new (or named) session.
 
     The same page as bokeh's ``server_html_page_for_session``, with the script
-    bundle (identical for every page) computed once per URL root.
+    bundle (identical for every page) computed once per URL root. With lazy
+    documents (the default when several processes serve, where the websocket
+    may land in another process and would build the document a second time)
+    the page carries only the token and one element BokehJS renders the whole
+    document into; the title arrives with the document. Apps with their own
+    page template (a directory app's ``templates/index.html``) always build here.
     """
     from bokeh.embed.elements import html_page_for_render_items
     from bokeh.embed.util import RenderItem
 
     state = current_state()
-    page_session = session_for_request(state, app_path)
+    lazy = _lazy_documents(state) and not _has_page_template(state.context_for(app_path).application)
+    page_session = session_for_request(state, app_path, build=not lazy)
     document = page_session.document
+    if document is None:
+        element_id = f"bk-{page_session.id[:12]}"
+        item = RenderItem(token=page_session.token, elementid=element_id, use_for_title=True)
+        html = html_page_for_render_items(page_bundle(base_url(state)), {}, [item], "Bokeh Application",
+                                          template=LAZY_PAGE_TEMPLATE,
+                                          template_variables={"lazy_element_id": element_id})
+        return Response(html, mimetype="text/html")
     item = RenderItem(token=page_session.token, roots=document.roots, use_for_title=True)
     html = html_page_for_render_items(page_bundle(base_url(state)), {}, [item], document.title,
                                       template=document.template,
                                       template_variables=document.template_variables or {})
     return Response(html, mimetype="text/html")
+
+
+#: the page of a lazily built document: one element the whole document renders into
+LAZY_PAGE_TEMPLATE = '{% block contents %}<div id="{{ lazy_element_id }}"></div>{% endblock %}'
+
+
+def _lazy_documents(state: BokehState) -> bool:
+    setting = state.settings.lazy_documents
+    return setting if setting is not None else state.settings.num_procs != 1
+
+
+def _has_page_template(application: t.Any) -> bool:
+    return any(getattr(handler, "_template", None) is not None for handler in application.handlers)
 
 
 def autoload_js(app_path: str) -> Response:

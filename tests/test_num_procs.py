@@ -57,3 +57,19 @@ def test_a_killed_worker_is_replaced_and_its_pages_reconnect(serve):
         assert ws.recv_message().msgtype == "ACK"
         text = models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
     assert re.fullmatch(r"n=7 c=kept pid=\d+", text) and int(text.rsplit("=", 1)[1]) != victim
+
+
+def test_each_page_view_builds_its_document_once_with_four_workers(serve):
+    server = serve(APPS / "request_app.py", extra_args=["--num-procs", "4"])
+    views = 12
+    for n in range(views):
+        with urllib.request.urlopen(f"{server.browser_url}/request_app?n={n}", timeout=20) as response:
+            page = response.read().decode()
+        token = re.search(r'"token":"([^"]+)"', page).group(1)
+        with BokehWS.connect(server, "request_app", token=token) as ws:
+            assert ws.recv_message().msgtype == "ACK"
+            text = models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
+        assert text.startswith(f"n={n} ")
+        server.wait_for_output(rf"BUILT n={n} pid=\d+")
+    built = re.findall(r"BUILT n=(\d+)", server.output())
+    assert sorted(map(int, built)) == list(range(views))  # one build per page view, none in the page request
