@@ -97,7 +97,6 @@ class ServerConnection:
             "SERVER-INFO-REQ": lambda m: self.protocol.create("SERVER-INFO-REPLY", m.header["msgid"]),
         }
         self.open = False
-        self.messages_received = 0
         self._ping_count = 0
 
     # -- lifecycle ---------------------------------------------------------
@@ -137,7 +136,6 @@ class ServerConnection:
             stats.protocol_errors += 1
             raise ProtocolViolation(_describe(error)) from error
         if message is not None:
-            self.messages_received += 1
             stats.messages_in += 1
             self.handle(message)
 

@@ -248,11 +248,9 @@ class WebSocketTransport:
 
     def __init__(self, ws: BokehWebSocket) -> None:
         self.ws = ws
-        self.bytes_out = 0
 
     def send_frames(self, frames: t.Sequence[Frame]) -> None:
         self.ws.send_frames(frames)
-        self.bytes_out += sum(len(f) for f in frames)
 
     def ping(self, payload: bytes) -> None:
         self.ws.ping(payload)
