@@ -10,7 +10,9 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import psutil
@@ -42,6 +44,7 @@ class Profile:
     reap_lifetime_ms: int
     reap_baseline_seconds: float
     reap_extra_seconds: float       # observed after lifetime + 2 check intervals
+    scaling_warmup_max_seconds: float = 30.0  # wait for every server process to build documents
     connect_parallelism: int = 8    # concurrent session opens when building N sessions
 
 
@@ -111,6 +114,20 @@ def _cpu_pressure_us() -> int | None:
     return None
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds all processes of the machine spent busy (all cores)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+
+def _proc_cpu(proc: psutil.Process) -> float | None:
+    try:
+        t = proc.cpu_times()
+        return t.user + t.system
+    except psutil.Error:
+        return None
+
+
 class CpuWindow:
     """CPU use over a wall-clock window.
 
@@ -119,7 +136,9 @@ class CpuWindow:
     "some" CPU pressure over the window: the share of time during which at
     least one runnable task (any process, including the bench's own threads)
     waited for a CPU.  It is a hint of how contended the machine was; it is
-    reported in the run notes, not compared.
+    reported in the run notes, not compared.  After ``finish()``, ``other``
+    is the CPU (% of one core) that every other process of the machine used
+    in the window, and ``per_process`` the server's CPU per process id.
     """
 
     def __init__(self, server: ServerProcess) -> None:
@@ -128,19 +147,35 @@ class CpuWindow:
         self.s0 = server.cpu_seconds()
         self.c0 = client_cpu_seconds()
         self.p0 = _cpu_pressure_us()
+        self.m0 = _machine_busy_seconds()
+        self.proc0 = {proc.pid: _proc_cpu(proc) for proc in server.processes()}
         self.pressure: float | None = None
+        self.other: float | None = None
+        self.per_process: dict[int, float] = {}
 
     def finish(self) -> tuple[float, float]:
         wall = time.perf_counter() - self.t0
-        server = (self.server.cpu_seconds() - self.s0) / wall * 100.0
-        client = (client_cpu_seconds() - self.c0) / wall * 100.0
+        server_s = self.server.cpu_seconds() - self.s0
+        client_s = client_cpu_seconds() - self.c0
+        machine_s = _machine_busy_seconds() - self.m0
+        for proc in self.server.processes():
+            now = _proc_cpu(proc)
+            if now is not None:
+                self.per_process[proc.pid] = (now - (self.proc0.get(proc.pid) or 0.0)) / wall * 100.0
         p1 = _cpu_pressure_us()
         if p1 is not None and self.p0 is not None:
             self.pressure = (p1 - self.p0) / 1e6 / wall * 100.0
-        return server, client
+        # clock ticks vs. per-process accounting: clamp small negative values
+        self.other = max(0.0, (machine_s - server_s - client_s) / wall * 100.0)
+        return server_s / wall * 100.0, client_s / wall * 100.0
 
     def noise(self) -> dict[str, Any]:
-        return {"_cpu_pressure_pct": None if self.pressure is None else round(self.pressure, 1)}
+        return {"_cpu_pressure_pct": None if self.pressure is None else round(self.pressure, 1),
+                "_other_cpu_pct": None if self.other is None else round(self.other, 1)}
+
+    def spread(self) -> str:
+        """Server CPU per process, busiest first, e.g. "97/3/1"."""
+        return "/".join(f"{v:.0f}" for v in sorted(self.per_process.values(), reverse=True))
 
 
 @dataclass
@@ -148,6 +183,18 @@ class MetricRun:
     server: ServerProcess
     profile: Profile
     log: Callable[[str], None]
+    variant: "Variant | None" = None    # set for metrics run once per variant (scaling)
+    doc_log: Path | None = None         # BENCH_DOC_LOG of the server, when the metric counts documents
+
+    def doc_pids(self) -> list[int]:
+        """One process id per document built so far (needs ``doc_log``)."""
+        if self.doc_log is None:
+            return []
+        try:
+            text = self.doc_log.read_text()
+        except OSError:
+            return []
+        return [int(x) for x in text.split()]
 
     @property
     def host(self) -> str:
@@ -188,13 +235,41 @@ def close_all(conns: list[bk.BokehConnection]) -> None:
 
 
 def m_pageload(run: MetricRun) -> dict[str, Any]:
-    p = run.profile
-    app = "slider"
-    bk.fetch_page_token(run.host, run.port, app)  # warm-up
+    bk.fetch_page_token(run.host, run.port, "slider")  # warm-up
+    return pageload_window(run, run.profile.pageload_clients, run.profile.pageload_seconds)
 
+
+def get_page(http: bk.HttpClient) -> bool:
+    status, body = http.get("/slider")
+    return status == 200 and b'"token"' in body
+
+
+def pageload_window(run: MetricRun, clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` threads on keep-alive connections GET /slider back to back for ``seconds``."""
+    res = client_window(run, clients, seconds, get_page, "page-load")
+    return {
+        "pages_per_s": res["ok"] / seconds,
+        "p50_ms": ms(percentile(res["latencies"], 50)),
+        "p99_ms": ms(percentile(res["latencies"], 99)),
+        "failed": res["bad"] + len(res["errors"]),
+        "server_cpu_pct": res["server_cpu"],
+        "client_cpu_pct": res["client_cpu"],
+        "_cpu_pressure_pct": res["pressure"],
+        "_other_cpu_pct": None if res["other_cpu"] is None else round(res["other_cpu"], 1),
+        "_note": f"{clients} clients, {res['elapsed']:.1f}s, {res['ok']} pages",
+    }
+
+
+def client_window(run: MetricRun, clients: int, seconds: float,
+                  op: Callable[[bk.HttpClient], bool], what: str) -> dict[str, Any]:
+    """``clients`` threads, each with its own keep-alive HTTP connection, run
+    ``op`` back to back for ``seconds``.  ``op`` returns True for a success
+    (it may close the connection; the next request then opens a new one); an
+    exception ends that client.  ``ok`` counts successes that finished inside
+    the window; ``completed`` every op that finished (late ones too)."""
     lock = threading.Lock()
     latencies: list[float] = []
-    counts = {"ok": 0, "bad": 0}
+    counts = {"ok": 0, "bad": 0, "late": 0}
     errors: list[str] = []
     start = threading.Event()
     window: dict[str, float] = {}
@@ -202,7 +277,7 @@ def m_pageload(run: MetricRun) -> dict[str, Any]:
     def worker() -> None:
         http = bk.HttpClient(run.host, run.port, timeout=30)
         local: list[float] = []
-        ok = bad = 0
+        ok = bad = late = 0
         start.wait()
         t_end = window["t1"]
         try:
@@ -210,12 +285,14 @@ def m_pageload(run: MetricRun) -> dict[str, Any]:
                 t = time.perf_counter()
                 if t >= t_end:
                     break
-                status, body = http.get(f"/{app}")
+                good = op(http)
                 done = time.perf_counter()
-                if status == 200 and b'"token"' in body:
+                if good:
                     if done <= t_end:
                         ok += 1
                         local.append(done - t)
+                    else:
+                        late += 1
                 else:
                     bad += 1
         except Exception as exc:  # noqa: BLE001
@@ -226,29 +303,28 @@ def m_pageload(run: MetricRun) -> dict[str, Any]:
                 latencies.extend(local)
                 counts["ok"] += ok
                 counts["bad"] += bad
+                counts["late"] += late
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(p.pageload_clients)]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
     for th in threads:
         th.start()
     cpu = CpuWindow(run.server)
     window["t0"] = time.perf_counter()
-    window["t1"] = window["t0"] + p.pageload_seconds
+    window["t1"] = window["t0"] + seconds
     start.set()
     for th in threads:
-        th.join(timeout=p.pageload_seconds + 60)
+        th.join(timeout=seconds + 60)
     elapsed = time.perf_counter() - window["t0"]
     server_cpu, client_cpu = cpu.finish()
     if errors and not counts["ok"]:
-        raise RuntimeError(f"all page-load clients failed: {errors[0]}")
+        raise RuntimeError(f"all {what} clients failed: {errors[0]}")
     return {
-        "pages_per_s": counts["ok"] / p.pageload_seconds,
-        "p50_ms": ms(percentile(latencies, 50)),
-        "p99_ms": ms(percentile(latencies, 99)),
-        "failed": counts["bad"] + len(errors),
-        "server_cpu_pct": server_cpu,
-        "client_cpu_pct": client_cpu,
-        **cpu.noise(),
-        "_note": f"{p.pageload_clients} clients, {elapsed:.1f}s, {counts['ok']} pages",
+        "ok": counts["ok"], "bad": counts["bad"], "errors": errors,
+        "completed": counts["ok"] + counts["late"] + counts["bad"],
+        "latencies": latencies, "elapsed": elapsed,
+        "server_cpu": server_cpu, "client_cpu": client_cpu, "other_cpu": cpu.other,
+        "cpu_by_process": cpu.spread(),
+        "pressure": cpu.noise()["_cpu_pressure_pct"],
     }
 
 
@@ -299,15 +375,19 @@ def m_connect(run: MetricRun) -> dict[str, Any]:
 
 
 def m_roundtrip(run: MetricRun) -> dict[str, Any]:
-    p = run.profile
+    return roundtrip_samples(run, run.profile.rtt_samples, run.profile.rtt_max_seconds)
+
+
+def roundtrip_samples(run: MetricRun, samples: int, max_seconds: float) -> dict[str, Any]:
+    """Sequential slider round trips on one new session (5 warm-ups first)."""
     conn = run.open("slider")
     lat: list[float] = []
     try:
         s = bk.SliderSession(conn)
         for _ in range(5):
             s.round_trip()
-        deadline = time.perf_counter() + p.rtt_max_seconds
-        while len(lat) < p.rtt_samples and time.perf_counter() < deadline:
+        deadline = time.perf_counter() + max_seconds
+        while len(lat) < samples and time.perf_counter() < deadline:
             lat.append(s.round_trip())
     finally:
         conn.close()
@@ -713,6 +793,193 @@ def m_reap(run: MetricRun) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
+# 8. scaling with --num-procs
+# ---------------------------------------------------------------------------
+
+SCALING_PROCS = (1, 2, 4)
+
+
+def visit(run: MetricRun, http: bk.HttpClient) -> bool:
+    """One page view as a browser does it: GET /slider, then open the
+    websocket with the page's token (a new TCP connection), wait for ACK,
+    pull the document, close."""
+    status, body = http.get("/slider")
+    if status != 200:
+        return False
+    conn = run.open("slider", token=bk.extract_token(body.decode("utf-8", "replace")))
+    conn.close()
+    return True
+
+
+def _warm_up_processes(run: MetricRun, procs: int) -> tuple[int, float]:
+    """Visits on fresh connections, 8 at a time, until ``procs`` server
+    processes have each built >= 2 documents (at least 0.5 s, at most
+    ``scaling_warmup_max_seconds``).  Fresh connections, because a keep-alive
+    connection stays with the process that accepted it; visits rather than
+    page GETs, because a server may build the document only on the websocket.
+    Returns (processes seen, seconds)."""
+    t0 = time.perf_counter()
+    deadline = t0 + run.profile.scaling_warmup_max_seconds
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            http = bk.HttpClient(run.host, run.port, timeout=10)
+            try:
+                visit(run, http)
+            except Exception:  # noqa: BLE001 - a worker may still be booting
+                time.sleep(0.1)
+            finally:
+                http.close()
+            time.sleep(0.01)  # a few hundred connections per second at most
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(8)]
+    for th in threads:
+        th.start()
+    seen = 0
+    try:
+        while True:
+            per_pid = Counter(run.doc_pids())
+            seen = sum(1 for c in per_pid.values() if c >= 2)
+            now = time.perf_counter()
+            if (seen >= procs and now - t0 >= 0.5) or now >= deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(timeout=35)
+    return seen, time.perf_counter() - t0
+
+
+def get_page_new_connection(http: bk.HttpClient) -> bool:
+    """GET /slider, then close the connection: the next page opens a new one."""
+    try:
+        return get_page(http)
+    finally:
+        http.close()
+
+
+def _scaling_window(run: MetricRun, name: str, op: Callable[[bk.HttpClient], bool],
+                    procs: int) -> tuple[dict[str, Any], str]:
+    """One 8-client window of ``op``: (values, note)."""
+    p = run.profile
+    before = len(run.doc_pids())
+    res = client_window(run, p.pageload_clients, p.pageload_seconds, op, name)
+    docs = Counter(run.doc_pids()[before:])
+    n_docs = sum(docs.values())
+    lat = res["latencies"]
+    note = (f"{name}: {res['ok']} in {res['elapsed']:.1f}s, p50 {fmt_ms(ms(percentile(lat, 50)))}, "
+            f"p99 {fmt_ms(ms(percentile(lat, 99)))}, {n_docs} documents built")
+    if procs > 1:
+        note += f" (by process {'/'.join(str(c) for _, c in docs.most_common()) or '-'})"
+    note += (f", CPU % server {res['server_cpu']:.0f} (by process {res['cpu_by_process']}), "
+             f"bench {res['client_cpu']:.0f}, other processes {res['other_cpu']:.0f}")
+    if res["pressure"] is not None:
+        note += f", PSI {res['pressure']:.0f}%"
+    if res["errors"]:
+        note += f", {len(res['errors'])} clients failed (first: {res['errors'][0]})"
+    values = {
+        "rate": res["ok"] / p.pageload_seconds,
+        "failed": res["bad"] + len(res["errors"]),
+        "cpu": f"{res['server_cpu']:.0f} / {res['client_cpu']:.0f} / {res['other_cpu']:.0f}",
+        "server_cpu_pct": res["server_cpu"],
+        "client_cpu_pct": res["client_cpu"],
+        "other_cpu_pct": res["other_cpu"],
+        "docs_per_op": n_docs / res["completed"] if res["completed"] else None,
+        "pressure": res["pressure"],
+    }
+    return values, note
+
+
+#: the windows of the scaling metric; each runs on its own fresh server
+SCALING_WINDOWS = (
+    ("pages", "pages keep-alive"),
+    ("pages_new", "pages new conn."),
+    ("visits", "visits"),
+)
+#: --check-unused-sessions for the scaling servers: no reaping during a run.
+#: bokeh serve runs gc.collect() for every document it discards; with the
+#: thousands of unused page sessions a window leaves, its reaping (default
+#: first check 17 s after start) stalls the process for tens of seconds.
+#: That stall is the reap metric's subject, not this one's.
+SCALING_CHECK_UNUSED_MS = 600_000
+
+
+def m_scaling(run: MetricRun) -> dict[str, Any]:
+    """One (process count, window) pair, ``run.variant.value``: warm-up, then
+    the window; the ``pages`` run also does the round trips first."""
+    p = run.profile
+    procs, window = run.variant.value if run.variant is not None else (1, "pages")
+    seen, warm_s = _warm_up_processes(run, procs)
+    notes = [f"warm-up {warm_s:.1f}s ({seen}/{procs} processes built documents)"]
+    out: dict[str, Any] = {}
+    if window == "pages":
+        # the roundtrip workload (one session), before the window fills the server with sessions
+        rt = roundtrip_samples(run, p.rtt_samples, p.rtt_max_seconds)
+        notes.append(f"{rt['_note']}, p50 {fmt_ms(rt['p50_ms'])}, p99 {fmt_ms(rt['p99_ms'])}")
+        out["rt_p50_ms"] = rt["p50_ms"]
+    ops: dict[str, tuple[str, Callable[[bk.HttpClient], bool]]] = {
+        "pages": ("pages, keep-alive", get_page),
+        "pages_new": ("pages, new connection each", get_page_new_connection),
+        "visits": ("visits", lambda http: visit(run, http)),
+    }
+    name, op = ops[window]
+    values, note = _scaling_window(run, name, op, procs)
+    notes.append(note)
+    out.update({
+        "per_s": values["rate"],
+        "cpu": values["cpu"],
+        "docs": values["docs_per_op"],
+        "server_cpu_pct": values["server_cpu_pct"],
+        "client_cpu_pct": values["client_cpu_pct"],
+        "other_cpu_pct": values["other_cpu_pct"],
+        "failed": values["failed"],
+        "_cpu_pressure_pct": values["pressure"],
+        "_note": "; ".join(notes),
+    })
+    return out
+
+
+def fmt_ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f} ms"
+
+
+def _div(a: Any, b: Any) -> float | None:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+        return a / b
+    return None
+
+
+def combine_scaling(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Flatten one server's per-variant results (``pages_per_s_p2``...) and add speed-ups."""
+    failed = {k: r["error"] for k, r in parts.items() if "error" in r}
+    if parts and len(failed) == len(parts) == len(SCALING_PROCS) * len(SCALING_WINDOWS):
+        return {"error": next(iter(failed.values())), "_variants": parts}
+    out: dict[str, Any] = {}
+    for n in SCALING_PROCS:
+        for window, _ in SCALING_WINDOWS:
+            res = parts.get(f"p{n}-{window}", {})
+            if "error" in res:
+                continue
+            for k, v in res.items():
+                if k.startswith("_") or k == "failed":
+                    continue
+                key = k if k == "rt_p50_ms" else f"{window}_{k}"
+                out[f"{key}_p{n}"] = v
+    for n in SCALING_PROCS[1:]:
+        # rate with N / rate with 1; for the round trip, p50 with 1 / p50 with N
+        for window, _ in SCALING_WINDOWS:
+            out[f"{window}_speedup_p{n}"] = _div(out.get(f"{window}_per_s_p{n}"), out.get(f"{window}_per_s_p1"))
+        out[f"rt_speedup_p{n}"] = _div(out.get("rt_p50_ms_p1"), out.get(f"rt_p50_ms_p{n}"))
+    out["failed"] = sum(r.get("failed") or 0 for r in parts.values() if "error" not in r)
+    out["_seconds"] = round(sum(r.get("_seconds") or 0 for r in parts.values()), 1)
+    out["_failed_variants"] = failed
+    out["_variants"] = parts
+    return out
+
+
+# ---------------------------------------------------------------------------
 # registry
 # ---------------------------------------------------------------------------
 
@@ -723,6 +990,16 @@ class Field:
     label: str
     unit: str
     better: str = ""   # "higher", "lower" or "" (informational)
+    variants: tuple[str, ...] = ()  # variant keys the value comes from (shown as error if one failed)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One server configuration of a metric that runs several (``scaling``)."""
+    key: str                        # e.g. "p2"; log files are <metric>-<key>-<server>.log
+    label: str                      # e.g. "2 processes"
+    extra_args: tuple[str, ...]     # added to the serve command line
+    value: Any = None               # available to the metric as run.variant.value
 
 
 @dataclass(frozen=True)
@@ -733,6 +1010,39 @@ class Metric:
     fn: Callable[[MetricRun], dict[str, Any]]
     fields: tuple[Field, ...]
     extra_args: Callable[[Profile], list[str]] = field(default=lambda p: [])
+    # With variants, a fresh server is started for every (variant, server) -
+    # variants in the outer loop, so the servers are compared close in time -
+    # and combine() merges one server's per-variant results into one dict.
+    variants: tuple[Variant, ...] = ()
+    combine: Callable[[dict[str, dict[str, Any]]], dict[str, Any]] | None = None
+    count_docs: bool = False        # run the server with BENCH_DOC_LOG (see apps/slider.py)
+
+
+def _scaling_fields() -> tuple[Field, ...]:
+    def procs(n: int) -> str:
+        return f"{n} process" + ("" if n == 1 else "es")
+
+    ns = SCALING_PROCS
+
+    def per_n(key: str, label: str, unit: str, better: str, window: str) -> list[Field]:
+        return [Field(f"{key}_p{n}", f"{label}, {procs(n)}", unit, better, (f"p{n}-{window}",)) for n in ns]
+
+    def speedup(key: str, label: str, window: str) -> list[Field]:
+        return [Field(f"{key}_p{n}", f"{label}, {n} vs 1", "x", "higher", ("p1-" + window, f"p{n}-{window}"))
+                for n in ns[1:]]
+
+    rows: list[Field] = []
+    for window, what in SCALING_WINDOWS:
+        unit_label = "visits/s" if window == "visits" else "pages/s"
+        docs_label = "documents per visit" if window == "visits" else "documents per page"
+        rows += (per_n(f"{window}_per_s", f"{what}: {unit_label}", "1/s", "higher", window)
+                 + speedup(f"{window}_speedup", f"{what}: speed-up", window)
+                 + per_n(f"{window}_docs", f"{what}: {docs_label}", "", "", window)
+                 + per_n(f"{window}_cpu", f"{what}: CPU server/bench/other", "%", "", window))
+    rows += (per_n("rt_p50_ms", "round trip p50", "ms", "lower", "pages")
+             + speedup("rt_speedup", "round trip: speed-up (p50)", "pages"))
+    rows.append(Field("failed", "failed requests/visits, all runs", "", "lower"))
+    return tuple(rows)
 
 
 METRICS: tuple[Metric, ...] = (
@@ -792,6 +1102,12 @@ METRICS: tuple[Metric, ...] = (
         Field("server_cpu_pct", "server CPU, reaping window", "%", ""),
     ), extra_args=lambda p: ["--check-unused-sessions", str(p.reap_check_ms),
                              "--unused-session-lifetime", str(p.reap_lifetime_ms)]),
+    Metric("scaling", "8. scaling with --num-procs (page loads, visits, round trip)", ("slider",), m_scaling,
+           _scaling_fields(),
+           extra_args=lambda p: ["--check-unused-sessions", str(SCALING_CHECK_UNUSED_MS)],
+           variants=tuple(Variant(f"p{n}-{window}", f"--num-procs {n}, {what}", ("--num-procs", str(n)), (n, window))
+                          for n in SCALING_PROCS for window, what in SCALING_WINDOWS),
+           combine=combine_scaling, count_docs=True),
 )
 
 METRICS_BY_NAME = {m.name: m for m in METRICS}

@@ -27,7 +27,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from metrics import FULL, METRICS, METRICS_BY_NAME, QUICK, Metric, MetricRun  # noqa: E402
+from metrics import FULL, METRICS, METRICS_BY_NAME, QUICK, Metric, MetricRun, Variant  # noqa: E402
 from servers import DEFAULT_COMMANDS, ServerProcess, ServerSpec, ServerStartError, parse_command  # noqa: E402
 
 
@@ -145,7 +145,8 @@ def build_rows(metrics: list[Metric], specs: list[ServerSpec], results: dict) ->
             failed = {}
             for spec in specs:
                 res = per_server.get(spec.label, {})
-                failed[spec.label] = "error" in res
+                failed_variants = res.get("_failed_variants") or {}
+                failed[spec.label] = "error" in res or any(v in failed_variants for v in f.variants)
                 values[spec.label] = None if failed[spec.label] else res.get(f.key)
             rows.append({
                 "metric": metric.name,
@@ -248,43 +249,79 @@ def render_markdown(meta: dict, rows: list[dict], specs: list[ServerSpec],
 
 
 def run_metric(metric: Metric, spec: ServerSpec, args, logs_dir: Path,
-               broken: dict[str, str]) -> dict[str, Any]:
+               broken: dict[str, str], variant: Variant | None = None) -> dict[str, Any]:
     if spec.label in broken:
         return {"error": broken[spec.label]}
     safe = spec.label.replace("#", "-")
-    server = ServerProcess(spec, apps=list(metric.apps), extra_args=metric.extra_args(args.profile),
-                           log_path=logs_dir / f"{metric.name}-{safe}.log")
-    log(f"{metric.name}: starting {spec.label} serve {' '.join(server.argv[len(spec.command) + 1:])}")
+    stem = f"{metric.name}-{variant.key}-{safe}" if variant else f"{metric.name}-{safe}"
+    name = f"{metric.name} {variant.label}" if variant else metric.name
+    extra_args = metric.extra_args(args.profile) + (list(variant.extra_args) if variant else [])
+    env: dict[str, str] = {}
+    doc_log = None
+    if metric.count_docs:
+        doc_log = (logs_dir / f"{stem}.docs").resolve()
+        doc_log.write_text("")
+        env["BENCH_DOC_LOG"] = str(doc_log)
+    server = ServerProcess(spec, apps=list(metric.apps), extra_args=extra_args,
+                           log_path=logs_dir / f"{stem}.log", env=env)
+    log(f"{name}: starting {spec.label} serve {' '.join(server.argv[len(spec.command) + 1:])}")
     try:
         server.start()
     except ServerStartError as exc:
         msg = f"{spec.label} failed to start ({spec.describe()}): {exc}"
-        broken[spec.label] = msg
+        if variant is None:
+            # the server is unusable: skip its remaining metrics.  A variant's
+            # start failure (e.g. only --num-procs 4 fails) stays with that variant.
+            broken[spec.label] = msg
         log(msg)
         return {"error": msg}
     except BaseException:
         server.stop()
         raise
-    log(f"{metric.name}: {spec.label} up on port {server.port} after {server.start_seconds:.1f}s (pid {server.popen.pid})")
+    log(f"{name}: {spec.label} up on port {server.port} after {server.start_seconds:.1f}s (pid {server.popen.pid})")
     load1 = os.getloadavg()[0]
     t0 = time.perf_counter()
     try:
-        result = metric.fn(MetricRun(server=server, profile=args.profile, log=log))
+        result = metric.fn(MetricRun(server=server, profile=args.profile, log=log,
+                                     variant=variant, doc_log=doc_log))
     except Exception as exc:  # noqa: BLE001 - one failing metric must not end the run
         tb = traceback.format_exc()
-        with open(logs_dir / f"{metric.name}-{safe}.traceback.txt", "w") as fh:
+        with open(logs_dir / f"{stem}.traceback.txt", "w") as fh:
             fh.write(tb)
         alive = server.alive()
         result = {"error": f"{type(exc).__name__}: {exc}" + ("" if alive else " (server process died)")}
-        log(f"{metric.name}: {spec.label} FAILED: {result['error']}")
+        log(f"{name}: {spec.label} FAILED: {result['error']}")
     finally:
         server.stop()
     result.setdefault("_seconds", round(time.perf_counter() - t0, 1))
     result.setdefault("_loadavg_1min_at_start", round(load1, 2))
     if "error" not in result:
         shown = ", ".join(f"{k}={fmt_value(v)}" for k, v in result.items() if not k.startswith("_"))
-        log(f"{metric.name}: {spec.label}: {shown}")
+        log(f"{name}: {spec.label}: {shown}")
     return result
+
+
+def run_variants(metric: Metric, specs: list[ServerSpec], args, logs_dir: Path,
+                 broken: dict[str, str], out: dict[str, dict]) -> None:
+    """A metric with variants: every variant on every server, variants in the
+    outer loop.  ``out[label]`` is updated after every run, so an interrupted
+    run still reports the variants done."""
+    assert metric.combine is not None
+    parts: dict[str, dict[str, dict]] = {spec.label: {} for spec in specs}
+    for variant in metric.variants:
+        for spec in specs:
+            parts[spec.label][variant.key] = run_metric(metric, spec, args, logs_dir, broken, variant)
+            out[spec.label] = metric.combine(parts[spec.label])
+
+
+def note_text(res: dict) -> str:
+    extra = ""
+    if res.get("_cpu_pressure_pct") is not None:
+        extra = f"; CPU pressure (PSI some) {res['_cpu_pressure_pct']}%"
+    if res.get("_other_cpu_pct") is not None:
+        extra += f"; other processes' CPU {res['_other_cpu_pct']}%"
+    return (f"{res['_note']}; took {res.get('_seconds')}s; "
+            f"1-min load average at start {res.get('_loadavg_1min_at_start')}{extra}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for metric in args.metrics:
             results[metric.name] = {}
+            if metric.variants:
+                run_variants(metric, args.specs, args, logs_dir, broken, results[metric.name])
+                continue
             for spec in args.specs:
                 results[metric.name][spec.label] = run_metric(metric, spec, args, logs_dir, broken)
     except KeyboardInterrupt:
@@ -333,20 +373,22 @@ def main(argv: list[str] | None = None) -> int:
     for metric in ran:
         for spec in args.specs:
             res = results[metric.name].get(spec.label, {})
-            if "error" in res:
+            if "error" in res and not (res.get("_variants") and res["error"] != broken.get(spec.label)):
                 if spec.label in broken and res["error"] == broken[spec.label]:
                     if spec.label not in reported_broken:
                         errors.append(f"{spec.label}: {res['error']}  (all its metrics skipped)")
                         reported_broken.add(spec.label)
                 else:
                     errors.append(f"{metric.name} on {spec.label}: {res['error']}")
+            elif "_variants" in res:
+                for variant in metric.variants:
+                    part = res["_variants"].get(variant.key, {})
+                    if "error" in part:
+                        errors.append(f"{metric.name} {variant.label} on {spec.label}: {part['error']}")
+                    elif part.get("_note"):
+                        notes[f"{metric.name} {variant.label} / {spec.label}"] = note_text(part)
             elif res.get("_note"):
-                extra = ""
-                if res.get("_cpu_pressure_pct") is not None:
-                    extra = f"; CPU pressure (PSI some) {res['_cpu_pressure_pct']}%"
-                notes[f"{metric.name} / {spec.label}"] = (
-                    f"{res['_note']}; took {res.get('_seconds')}s; "
-                    f"1-min load average at start {res.get('_loadavg_1min_at_start')}{extra}")
+                notes[f"{metric.name} / {spec.label}"] = note_text(res)
 
     payload = {"meta": meta, "results": results, "rows": rows, "problems": errors,
                "interrupted": interrupted}

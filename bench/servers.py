@@ -54,6 +54,7 @@ class ServerProcess:
     extra_args: list[str] = field(default_factory=list)
     log_path: Path | None = None
     startup_timeout: float = 45.0
+    env: dict[str, str] = field(default_factory=dict)   # added to the server's environment
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -76,7 +77,7 @@ class ServerProcess:
         assert self.log_path is not None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         t0 = time.perf_counter()
         try:
             self.popen = subprocess.Popen(
