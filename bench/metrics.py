@@ -6,7 +6,10 @@ dict ``{field key: value}``.  All loops are bounded by a duration or a count.
 """
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -153,10 +156,12 @@ class CpuWindow:
         self.other: float | None = None
         self.per_process: dict[int, float] = {}
 
-    def finish(self) -> tuple[float, float]:
+    def finish(self, extra_client_s: float = 0.0) -> tuple[float, float]:
+        """``extra_client_s``: CPU seconds that client processes other than
+        this one (``loadgen_window``) used in the window."""
         wall = time.perf_counter() - self.t0
         server_s = self.server.cpu_seconds() - self.s0
-        client_s = client_cpu_seconds() - self.c0
+        client_s = client_cpu_seconds() - self.c0 + extra_client_s
         machine_s = _machine_busy_seconds() - self.m0
         for proc in self.server.processes():
             now = _proc_cpu(proc)
@@ -322,6 +327,51 @@ def client_window(run: MetricRun, clients: int, seconds: float,
         "ok": counts["ok"], "bad": counts["bad"], "errors": errors,
         "completed": counts["ok"] + counts["late"] + counts["bad"],
         "latencies": latencies, "elapsed": elapsed,
+        "server_cpu": server_cpu, "client_cpu": client_cpu, "other_cpu": cpu.other,
+        "cpu_by_process": cpu.spread(),
+        "pressure": cpu.noise()["_cpu_pressure_pct"],
+    }
+
+
+LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
+
+
+def loadgen_window(run: MetricRun, clients: int, seconds: float, op: str, app: str = "slider") -> dict[str, Any]:
+    """Like ``client_window``, but each client is a ``bench/loadgen.py``
+    process (raw sockets, one client per process; ``op`` is ``pages``,
+    ``pages_new`` or ``visits``), so that the client costs as little CPU as
+    possible.  Client CPU = this process + the load generators' own CPU over
+    the window (each reports it)."""
+    procs = [subprocess.Popen([sys.executable, str(LOADGEN), run.host, str(run.port), app, op],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(clients)]
+    try:
+        for proc in procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"bench/loadgen.py did not start (exit code {proc.poll()})")
+        cpu = CpuWindow(run.server)
+        t0 = time.monotonic()
+        for proc in procs:
+            proc.stdin.write(f"go {t0 + seconds!r}\n")
+            proc.stdin.flush()
+        outs = [proc.communicate(timeout=seconds + 60)[0] for proc in procs]
+        elapsed = time.monotonic() - t0
+        results = [json.loads(out.splitlines()[-1]) for out in outs]
+        server_cpu, client_cpu = cpu.finish(extra_client_s=sum(r["cpu_s"] for r in results))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    ok = sum(r["ok"] for r in results)
+    errors = [r["error"] for r in results if r["error"]]
+    if errors and not ok:
+        raise RuntimeError(f"all {op} clients failed: {errors[0]}")
+    return {
+        "ok": ok, "bad": sum(r["bad"] for r in results), "errors": errors,
+        "bad_reasons": sorted({why for r in results for why in r["reasons"]}),
+        "completed": sum(r["ok"] + r["late"] + r["bad"] for r in results),
+        "latencies": [x for r in results for x in r["latencies"]], "elapsed": elapsed,
         "server_cpu": server_cpu, "client_cpu": client_cpu, "other_cpu": cpu.other,
         "cpu_by_process": cpu.spread(),
         "pressure": cpu.noise()["_cpu_pressure_pct"],
@@ -852,20 +902,11 @@ def _warm_up_processes(run: MetricRun, procs: int) -> tuple[int, float]:
     return seen, time.perf_counter() - t0
 
 
-def get_page_new_connection(http: bk.HttpClient) -> bool:
-    """GET /slider, then close the connection: the next page opens a new one."""
-    try:
-        return get_page(http)
-    finally:
-        http.close()
-
-
-def _scaling_window(run: MetricRun, name: str, op: Callable[[bk.HttpClient], bool],
-                    procs: int) -> tuple[dict[str, Any], str]:
-    """One 8-client window of ``op``: (values, note)."""
+def _scaling_window(run: MetricRun, name: str, op: str, procs: int) -> tuple[dict[str, Any], str]:
+    """One 8-client window of ``op`` (a ``bench/loadgen.py`` op): (values, note)."""
     p = run.profile
     before = len(run.doc_pids())
-    res = client_window(run, p.pageload_clients, p.pageload_seconds, op, name)
+    res = loadgen_window(run, p.pageload_clients, p.pageload_seconds, op)
     docs = Counter(run.doc_pids()[before:])
     n_docs = sum(docs.values())
     lat = res["latencies"]
@@ -874,9 +915,12 @@ def _scaling_window(run: MetricRun, name: str, op: Callable[[bk.HttpClient], boo
     if procs > 1:
         note += f" (by process {'/'.join(str(c) for _, c in docs.most_common()) or '-'})"
     note += (f", CPU % server {res['server_cpu']:.0f} (by process {res['cpu_by_process']}), "
-             f"bench {res['client_cpu']:.0f}, other processes {res['other_cpu']:.0f}")
+             f"bench {res['client_cpu']:.0f} ({p.pageload_clients} loadgen processes + runner), "
+             f"other processes {res['other_cpu']:.0f}")
     if res["pressure"] is not None:
         note += f", PSI {res['pressure']:.0f}%"
+    if res["bad"]:
+        note += f", {res['bad']} failed ({'; '.join(res['bad_reasons'])})"
     if res["errors"]:
         note += f", {len(res['errors'])} clients failed (first: {res['errors'][0]})"
     values = {
@@ -893,10 +937,13 @@ def _scaling_window(run: MetricRun, name: str, op: Callable[[bk.HttpClient], boo
 
 
 #: the windows of the scaling metric; each runs on its own fresh server
+#: ``visits`` is the like-for-like page load (every page's document is built
+#: by both servers); bokeh-flask with > 1 process builds no document for a
+#: bare page GET (lazy documents), so the ``pages`` rows are not.
 SCALING_WINDOWS = (
-    ("pages", "pages keep-alive"),
-    ("pages_new", "pages new conn."),
-    ("visits", "visits"),
+    ("pages", "pages keep-alive (GET only)"),
+    ("pages_new", "pages new conn. (GET only)"),
+    ("visits", "visits (like-for-like)"),
 )
 #: --check-unused-sessions for the scaling servers: no reaping during a run.
 #: bokeh serve runs gc.collect() for every document it discards; with the
@@ -919,13 +966,8 @@ def m_scaling(run: MetricRun) -> dict[str, Any]:
         rt = roundtrip_samples(run, p.rtt_samples, p.rtt_max_seconds)
         notes.append(f"{rt['_note']}, p50 {fmt_ms(rt['p50_ms'])}, p99 {fmt_ms(rt['p99_ms'])}")
         out["rt_p50_ms"] = rt["p50_ms"]
-    ops: dict[str, tuple[str, Callable[[bk.HttpClient], bool]]] = {
-        "pages": ("pages, keep-alive", get_page),
-        "pages_new": ("pages, new connection each", get_page_new_connection),
-        "visits": ("visits", lambda http: visit(run, http)),
-    }
-    name, op = ops[window]
-    values, note = _scaling_window(run, name, op, procs)
+    names = {"pages": "pages, keep-alive", "pages_new": "pages, new connection each", "visits": "visits"}
+    values, note = _scaling_window(run, names[window], window, procs)
     notes.append(note)
     out.update({
         "per_s": values["rate"],
