@@ -75,6 +75,8 @@ class MessageTooBig(ProtocolViolation):
 MAX_BUFFERS = 10_000
 #: longest error text sent to a client or logged for one failure
 MAX_ERROR_TEXT = 300
+#: a shutting-down server waits this long for a new connection's first request before closing it
+SETTLE_SECONDS = 2.0
 
 
 class ServerConnection:
@@ -98,6 +100,9 @@ class ServerConnection:
         }
         self.open = False
         self._ping_count = 0
+        self.messages_handled = 0
+        self._close_when_settled = False
+        self.opened_at = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -177,6 +182,9 @@ class ServerConnection:
         if message.msgtype == "PATCH-DOC":
             self.session.stats.patches_handled += 1
             self.session.stats.patch_seconds += time.monotonic() - started
+        self.messages_handled += 1
+        if self._close_when_settled and self.open:
+            self.close(CloseCode.GOING_AWAY, "server shutting down")
 
     # -- replies -----------------------------------------------------------
 
@@ -211,6 +219,17 @@ class ServerConnection:
             self._transport.ping(str(self._ping_count).encode("ascii"))
         except Exception as error:
             log.debug("Ping failed: %s", _describe(error))
+
+    def close_when_settled(self) -> None:
+        """Close with 1001 now if settled, else right after the first reply.
+
+        Settled: a message was answered, or the client sent none for
+        :data:`SETTLE_SECONDS` (it is not a page still loading).
+        """
+        if self.messages_handled or time.monotonic() - self.opened_at >= SETTLE_SECONDS:
+            self.close(CloseCode.GOING_AWAY, "server shutting down")
+        else:
+            self._close_when_settled = True
 
     def close(self, code: int, reason: str) -> None:
         try:

@@ -1,20 +1,30 @@
 """``--num-procs N``: the same apps in N gunicorn processes with gevent workers.
 
-gunicorn's master binds the socket and forks the workers; each worker patches
-the standard library (gunicorn's gevent worker does that itself), builds its
-own Flask app, runs ``on_server_loaded`` and its own cleanup and keep-alive
-jobs, and runs ``on_server_unloaded`` when it exits, as every process of
-``bokeh serve --num-procs`` does. A page and its websocket may reach different
-workers: the websocket's worker rebuilds the session from the page's token,
-request arguments, headers and cookies included. The master is not patched.
+gunicorn's master binds the socket and forks the workers
+(:class:`~bokeh_flask.gunicorn_worker.GeventWorker`); each worker patches the
+standard library, builds its own Flask app, runs ``on_server_loaded`` and its
+own cleanup and keep-alive jobs, and on its way out closes its websockets
+with 1001 and runs ``on_server_unloaded``, as every process of ``bokeh serve
+--num-procs`` should. A page and its websocket may reach different workers:
+the websocket's worker rebuilds the session from the page's token, request
+arguments, headers and cookies included. The master is not patched.
+
+``GUNICORN_CMD_ARGS`` (e.g. ``"--max-requests 1000 --max-requests-jitter 100"``)
+passes further gunicorn settings through, as it does for the ``gunicorn`` command.
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import shlex
+import signal
 import typing as t
 
 from gunicorn.app.base import BaseApplication
+
+from .errors import ConfigError
+from .gunicorn_worker import GeventWorker
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +61,10 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
         options = {
             "bind": bind,
             "workers": self._workers,
-            "worker_class": "gevent",
+            "worker_class": GeventWorker,
             "graceful_timeout": GRACEFUL_TIMEOUT,
             "loglevel": self._log_level,
             "when_ready": self._when_ready,
-            "post_worker_init": _start_worker_state,
-            "worker_exit": _stop_worker_state,
             "certfile": s.get("ssl_certfile"),
             "keyfile": s.get("ssl_keyfile"),
         }
@@ -67,6 +75,20 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
         for key, value in options.items():
             if value is not None and key in self.cfg.settings:
                 self.cfg.set(key, value)
+        self._apply_environment_args()
+
+    def _apply_environment_args(self) -> None:
+        """Settings from ``GUNICORN_CMD_ARGS``, over the ones above (as the gunicorn command does)."""
+        text = os.environ.get("GUNICORN_CMD_ARGS", "")
+        if not text.strip():
+            return
+        try:
+            parsed = self.cfg.parser().parse_args(shlex.split(text))
+        except SystemExit as exit_:  # argparse already printed the problem
+            raise ConfigError(f"GUNICORN_CMD_ARGS is not valid gunicorn options: {text!r}") from exit_
+        for key, value in vars(parsed).items():
+            if value is not None and key != "args" and key.lower() in self.cfg.settings:
+                self.cfg.set(key.lower(), value)
 
     def _when_ready(self, arbiter: t.Any) -> None:
         """In the master, before the workers fork: learn the real port (``--port 0``)."""
@@ -85,21 +107,50 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
         return create_app(self._applications, argv=self._argv, **settings)
 
 
-def _state_of(worker: t.Any) -> t.Any:
-    app = getattr(worker, "wsgi", None)
-    extensions = getattr(app, "extensions", {})
-    return extensions.get("bokeh", {}).get("bokeh")
+class ProcessGroup:
+    """What ``Server(num_procs=N)`` runs: N gunicorn gevent workers, from Python.
+
+    The applications are built here, in the master, and each worker gets a
+    forked copy; like bokeh's, they must not have made a document yet.
+    """
+
+    def __init__(self, applications: t.Any, settings: dict[str, t.Any], argv: t.Sequence[str] | None) -> None:
+        from .loading import build_applications
+        from .settings import ServerSettings
+
+        self.settings = ServerSettings.resolve(settings)  # fail here, once, rather than in every worker
+        self._applications = build_applications(applications, argv)
+        used = sorted(route for route, app in self._applications.items() if not app.safe_to_fork)
+        if used:
+            raise ConfigError(f"Cannot fork the application(s) at {', '.join(used)}: they already made a "
+                              "document. Create them fresh when you start Server(num_procs=N).")
+        self._settings = dict(settings)
+        self._argv = argv
+        self.bound_port: int | None = None
+        self._master_pid: int | None = None
+
+    def run(self) -> None:
+        """Run the workers until SIGINT or SIGTERM (or :meth:`stop`); returns in this process only."""
+        self._master_pid = os.getpid()
+        level = _LEVEL_NAMES.get(logging.getLogger().getEffectiveLevel(), "info")
+        gunicorn = BokehGunicorn(self._applications, self._settings, self._argv,
+                                 worker_count(self.settings.num_procs), level, self._ready)
+        try:
+            gunicorn.run()
+        except SystemExit as exit_:
+            if os.getpid() != self._master_pid or exit_.code not in (0, None):
+                raise  # a worker ends here, or gunicorn failed
+
+    def stop(self) -> None:
+        """Stop the workers as SIGTERM would (from the process that runs them)."""
+        if self._master_pid == os.getpid():
+            os.kill(self._master_pid, signal.SIGTERM)
+
+    def _ready(self, port: int) -> None:
+        self.bound_port = port or None
+        log.info("Starting bokeh-flask server with %d gunicorn gevent workers on port %s",
+                 worker_count(self.settings.num_procs), port)
 
 
-def _start_worker_state(worker: t.Any) -> None:
-    """Run ``on_server_loaded`` and start the jobs when the worker boots, not at its first request."""
-    state = _state_of(worker)
-    if state is not None:
-        state.start()
-
-
-def _stop_worker_state(server: t.Any, worker: t.Any) -> None:
-    """In the exiting worker: close websockets (1001), discard sessions, run ``on_server_unloaded``."""
-    state = _state_of(worker)
-    if state is not None:
-        state.stop()
+_LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
+                logging.ERROR: "error", logging.CRITICAL: "critical"}

@@ -11,6 +11,7 @@ import atexit
 import logging
 import os
 import typing as t
+import weakref
 
 from .contexts import ApplicationContext
 from .scheduling import Handle, Scheduler
@@ -24,6 +25,20 @@ if t.TYPE_CHECKING:
     from .connection import ServerConnection
 
 log = logging.getLogger(__name__)
+
+#: every BokehState of this process, so a gunicorn worker can drain and stop them all
+_LIVE_STATES: weakref.WeakSet[BokehState] = weakref.WeakSet()
+
+
+def live_states() -> list[BokehState]:
+    """The BokehStates of this process (one per registration of the blueprint)."""
+    return list(_LIVE_STATES)
+
+
+class ProcessInfo:
+    """How many processes serve the same apps (bokeh-flask's gunicorn worker sets it)."""
+
+    sibling_processes = 1
 
 
 class _Repeating:
@@ -68,6 +83,8 @@ class BokehState:
         self._jobs: list[_Repeating] = []
         self.started = False
         self.stopped = False
+        self.draining = False
+        _LIVE_STATES.add(self)
 
     # -- queries --------------------------------------------------------------
 
@@ -98,6 +115,18 @@ class BokehState:
         for context in self.contexts.values():
             context.run_load_hook()
         atexit.register(self.stop)
+
+    def drain(self) -> None:
+        """The process is going away: close each websocket with 1001 so its client reconnects elsewhere.
+
+        A new connection that has not answered a message yet (a page still
+        loading) closes right after its first reply instead, so the page loads
+        first; call again to close those that stayed silent (see
+        :meth:`ServerConnection.close_when_settled`).
+        """
+        self.draining = True
+        for connection in list(self.connections):
+            connection.close_when_settled()
 
     def stop(self) -> None:
         """Stop jobs, discard every session (running destroy hooks), run ``on_server_unloaded``."""

@@ -16,7 +16,7 @@ from .requests import RequestInfo
 from .resources import (ONE_YEAR_SECONDS, bokehjs_dir, extension_dirs, icon_path, page_bundle, resources_for,
                         safe_join)
 from .settings import env_websocket_origins
-from .state import BokehState
+from .state import BokehState, ProcessInfo
 from .tokens import check_page_token, check_session_id, requested_session, token_for
 
 if t.TYPE_CHECKING:
@@ -201,7 +201,9 @@ LAZY_PAGE_TEMPLATE = '{% block contents %}<div id="{{ lazy_element_id }}"></div>
 
 def _lazy_documents(state: BokehState) -> bool:
     setting = state.settings.lazy_documents
-    return setting if setting is not None else state.settings.num_procs != 1
+    if setting is not None:
+        return setting
+    return state.settings.num_procs != 1 or ProcessInfo.sibling_processes > 1
 
 
 def _has_page_template(application: t.Any) -> bool:
@@ -223,7 +225,8 @@ def autoload_js(app_path: str) -> Response:
         abort(400, "No bokeh-autoload-element query parameter")
     if not ELEMENT_ID.fullmatch(element_id):
         abort(400, "bokeh-autoload-element must be an HTML id of letters, digits, '-', '_', '.' or ':'")
-    page_session = session_for_request(state, app_path)
+    # the script needs only the token: with lazy documents the websocket's process builds it
+    page_session = session_for_request(state, app_path, build=not _lazy_documents(state))
     app_url = request.args.get("bokeh-app-path", "/")
     absolute_url = request.args.get("bokeh-absolute-url")
     if absolute_url:

@@ -53,6 +53,8 @@ def websocket(app_path: str) -> Response:
     ws = BokehWebSocket(request.environ, max_message_size=max_size)
     connection = ServerConnection(session, WebSocketTransport(ws), max_message_bytes=max_size)
     state.connections.add(connection)
+    if state.draining:  # accepted while this process shuts down: serve the first request, then 1001
+        connection.close_when_settled()
     log.info("WebSocket connection opened")
     if ws.detach(request.environ):
         import gevent

@@ -9,7 +9,7 @@ from bokeh.document import Document
 from bokeh.models import ColumnDataSource, Div, Slider
 from bokeh.protocol import Protocol
 
-from bokeh_flask.connection import ProtocolViolation, ServerConnection
+from bokeh_flask.connection import SETTLE_SECONDS, ProtocolViolation, ServerConnection
 from bokeh_flask.sessions import ServerSession
 from tests.support.clock import ManualScheduler
 from tests.support.recording import RecordingTransport
@@ -176,3 +176,32 @@ def test_detach_fires_connection_lost_and_unsubscribes(served):
     clock.advance(0)
     assert session.connection_count == 0
     assert len(lost) == 1
+
+
+def test_draining_closes_a_settled_connection_at_once_with_1001(served):
+    _, session, _ = served
+    connection, transport = connect(session)
+    send(connection, Protocol().create("PULL-DOC-REQ"))
+    connection.close_when_settled()
+    assert transport.closed == (1001, "server shutting down")
+    assert session.connection_count == 0
+
+
+def test_draining_lets_a_loading_page_have_its_first_reply_before_1001(served):
+    _, session, _ = served
+    connection, transport = connect(session)
+    connection.close_when_settled()  # the process stops while the page is still loading
+    assert transport.closed is None
+    send(connection, Protocol().create("PULL-DOC-REQ"))
+    assert transport.types() == ["ACK", "PULL-DOC-REPLY"]
+    assert transport.closed == (1001, "server shutting down")
+
+
+def test_draining_closes_a_connection_that_stayed_silent(served, monkeypatch):
+    _, session, _ = served
+    connection, transport = connect(session)
+    connection.close_when_settled()
+    assert transport.closed is None
+    monkeypatch.setattr(connection, "opened_at", connection.opened_at - SETTLE_SECONDS)
+    connection.close_when_settled()
+    assert transport.closed == (1001, "server shutting down")

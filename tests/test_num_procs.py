@@ -1,6 +1,8 @@
 """``bokeh-flask serve --num-procs N``: gunicorn gevent workers serving the same apps."""
 from __future__ import annotations
 
+import concurrent.futures
+import http.client
 import os
 import re
 import signal
@@ -16,6 +18,17 @@ APPS = REPO_ROOT / "tests" / "apps"
 pytestmark = pytest.mark.slow
 
 
+def page_token(server, query: str, cookie: str) -> str:
+    request = urllib.request.Request(f"{server.browser_url}/request_app?{query}", headers={"Cookie": cookie})
+    with urllib.request.urlopen(request, timeout=20) as response:
+        return re.search(r'"token":"([^"]+)"', response.read().decode()).group(1)
+
+
+def served_text(ws: BokehWS) -> str:
+    """The request_app text of the session behind ``ws`` (a pull)."""
+    return models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
+
+
 def test_sessions_work_across_workers_and_sigterm_stops_them_all(serve):
     server = serve(APPS / "request_app.py", APPS / "hooks_app", extra_args=["--num-procs", "2"])
     for _ in range(2):  # on_server_loaded runs in every worker
@@ -23,28 +36,89 @@ def test_sessions_work_across_workers_and_sigterm_stops_them_all(serve):
         server.wait_for_output(r"HOOK server-loaded", since=mark)
     assert server.output().count("HOOK server-loaded") == 2
     for n in range(8):
-        request = urllib.request.Request(f"{server.browser_url}/request_app?n={n}", headers={"Cookie": f"c=k{n}"})
-        with urllib.request.urlopen(request, timeout=20) as response:
-            token = re.search(r'"token":"([^"]+)"', response.read().decode()).group(1)
+        token = page_token(server, f"n={n}", f"c=k{n}")
         # a new TCP connection: gunicorn may hand it to the other worker, which rebuilds the session
         with BokehWS.connect(server, "request_app", token=token) as ws:
             assert ws.recv_message().msgtype == "ACK"
-            text = models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
+            text = served_text(ws)
         assert re.fullmatch(rf"n={n} c=k{n} pid=\d+", text), text
+    # websockets open at SIGTERM: pages that have loaded, and one client that never sent anything
+    loaded = [BokehWS.connect(server, "hooks_app") for _ in range(5)]
+    for ws in loaded:
+        assert ws.recv_message().msgtype == "ACK"
+        ws.pull()
+    silent = BokehWS.connect(server, "hooks_app")
+    assert silent.recv_message().msgtype == "ACK"
     started = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
+    for ws in [*loaded, silent]:
+        assert ws.wait_closed(timeout=10).code == 1001  # BokehJS reconnects on 1001
     assert server.proc.wait(timeout=20) == 0
     assert time.monotonic() - started < 10
     output = server.stop()
     assert output.count("HOOK server-unloaded") == 2
+    for ws in [*loaded, silent]:
+        assert output.count(f"HOOK session-destroyed {ws.session_id}") == 1
+        assert output.count(f"HOOK doc-destroyed {ws.session_id}") == 1
     assert "Traceback" not in output
+
+
+def test_a_recycled_worker_hands_its_pages_over_and_the_other_keeps_its_own(serve):
+    server = serve(APPS / "request_app.py", extra_args=["--num-procs", "2"],
+                   env={"GUNICORN_CMD_ARGS": "--max-requests 100"})
+    held: dict[int, tuple[BokehWS, str, int]] = {}  # worker pid -> (open websocket, token, n)
+
+    def open_session(n: int) -> tuple[BokehWS, str, int]:
+        token = page_token(server, f"n={n}", f"c=k{n}")
+        ws = BokehWS.connect(server, "request_app", token=token)
+        assert ws.recv_message().msgtype == "ACK"
+        return ws, token, n
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:  # connections at once spread over the workers
+        for burst in range(5):
+            for ws, token, n in pool.map(open_session, range(6 * burst, 6 * burst + 6)):
+                pid = int(served_text(ws).rsplit("=", 1)[1])
+                if pid in held:
+                    ws.close()
+                else:
+                    held[pid] = (ws, token, n)
+            if len(held) == 2:
+                break
+    assert len(held) == 2, "gunicorn never handed a connection to the second worker"
+    # requests on one keep-alive connection all reach one worker: it reaches --max-requests first
+    mark = server.mark()
+    keep_alive = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    recycled = None
+    for _ in range(150):
+        keep_alive.request("GET", "/healthz")
+        response = keep_alive.getresponse()
+        response.read()
+        if response.getheader("Connection", "").lower() == "close":
+            found = server.wait_for_output(r"\[(\d+)\] \[INFO\] Autorestarting worker", since=mark)
+            recycled = int(found.group(1))
+            break
+    keep_alive.close()
+    assert recycled in held, f"no worker recycled after 150 requests:\n{server.output()[mark:]}"
+    (other,) = set(held) - {recycled}
+    ws, token, n = held[recycled]
+    assert ws.wait_closed(timeout=10).code == 1001
+    server.wait_for_output(rf"Worker exiting \(pid: {recycled}\)", since=mark)
+    # the other worker's session is untouched
+    other_ws, _, other_n = held[other]
+    assert served_text(other_ws) == f"n={other_n} c=k{other_n} pid={other}"
+    # the recycled worker's page reconnects with its token and gets its session back elsewhere
+    with BokehWS.connect(server, "request_app", token=token) as again:
+        assert again.recv_message().msgtype == "ACK"
+        text = served_text(again)
+    assert re.fullmatch(rf"n={n} c=k{n} pid=\d+", text) and int(text.rsplit("=", 1)[1]) != recycled
+    assert server.proc.poll() is None
+    other_ws.close()
+    assert "Traceback" not in server.output()
 
 
 def test_a_killed_worker_is_replaced_and_its_pages_reconnect(serve):
     server = serve(APPS / "request_app.py", extra_args=["--num-procs", "2"])
-    request = urllib.request.Request(f"{server.browser_url}/request_app?n=7", headers={"Cookie": "c=kept"})
-    with urllib.request.urlopen(request, timeout=20) as response:
-        token = re.search(r'"token":"([^"]+)"', response.read().decode()).group(1)
+    token = page_token(server, "n=7", "c=kept")
     with BokehWS.connect(server, "request_app", token=token) as ws:
         assert ws.recv_message().msgtype == "ACK"
         text = models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]

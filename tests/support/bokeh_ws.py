@@ -116,6 +116,14 @@ class BokehWS:
         self.frames_received = 0
         self._partial: tuple[int, bytearray] | None = None
 
+    @property
+    def session_id(self) -> str:
+        """The session id the token names."""
+        from bokeh.util.token import get_session_id
+
+        assert self.token is not None, "this connection was opened without a token"
+        return get_session_id(self.token)
+
     # -- opening -------------------------------------------------------------
 
     @classmethod

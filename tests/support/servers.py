@@ -176,18 +176,18 @@ def start_process(cmd: list[str], ready: re.Pattern, env: dict[str, str] | None 
     return RunningServer(f"http://127.0.0.1:{port}", proc, port, reader)
 
 
-def _start_server(files, extra_args=()) -> RunningServer:
+def _start_server(files, extra_args=(), env: dict[str, str] | None = None) -> RunningServer:
     cmd = [*server_command(), *(str(f) for f in files),
            "--port", "0", "--address", "127.0.0.1", *(str(a) for a in extra_args)]
-    return start_process(cmd, _RUNNING_AT)
+    return start_process(cmd, _RUNNING_AT, env)
 
 
 class _ServerFactory:
     def __init__(self):
         self._servers: list[RunningServer] = []
 
-    def __call__(self, *files, extra_args=()) -> RunningServer:
-        return self.adopt(_start_server(files, extra_args))
+    def __call__(self, *files, extra_args=(), env: dict[str, str] | None = None) -> RunningServer:
+        return self.adopt(_start_server(files, extra_args, env))
 
     def command(self, cmd: list[str], ready: re.Pattern, env: dict[str, str] | None = None) -> RunningServer:
         """Start any server command (gunicorn, flask run, an example site)."""

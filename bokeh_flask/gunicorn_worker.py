@@ -1,0 +1,94 @@
+"""A gunicorn gevent worker that starts and stops the bokeh apps it serves.
+
+``gunicorn -k bokeh_flask.gunicorn_worker.GeventWorker -w N wsgi:app`` (what
+``bokeh-flask serve --num-procs N`` runs) differs from ``-k gevent`` in what
+happens around the requests:
+
+* at boot, every BokehState of the process starts: ``on_server_loaded`` runs
+  and the cleanup and keep-alive jobs begin, before the first request;
+* when the worker stops, for whatever reason (SIGTERM, ``--max-requests``
+  recycling, a lost master), it stops accepting at once, closes its
+  websockets with 1001 so BokehJS reconnects to another worker (a page still
+  loading gets its first reply first), waits for in-flight requests, then
+  discards its sessions (``on_session_destroyed``) and runs
+  ``on_server_unloaded``: all well inside gunicorn's graceful timeout;
+* with several workers, pages default to lazy documents (built where the
+  websocket lands), as with ``--num-procs``.
+
+Plain ``-k gevent`` also works, but a stopping worker then waits out the
+graceful timeout for in-flight requests and its websockets are not closed
+with 1001.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import typing as t
+
+import gevent
+from gevent.pool import Pool
+from gevent.server import StreamServer
+from gunicorn.sock import ssl_context
+from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
+
+from .state import ProcessInfo, live_states
+
+log = logging.getLogger(__name__)
+
+#: how often the worker checks whether it should stop (and tells the master it is alive)
+POLL_SECONDS = 0.2
+#: the share of gunicorn's graceful timeout spent waiting for requests and pages to finish
+QUIET_SHARE = 0.7
+
+
+class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
+    """gunicorn's gevent worker plus the bokeh apps' start, drain and stop."""
+
+    def init_process(self) -> None:
+        ProcessInfo.sibling_processes = max(1, int(self.cfg.workers))
+        super().init_process()
+
+    def run(self) -> None:
+        for state in live_states():
+            state.start()
+        servers = [self._listen(sock) for sock in self.sockets]
+        try:
+            while self.alive:
+                self.notify()
+                gevent.sleep(POLL_SECONDS)
+            log.info("Worker %d stopping: closing its websockets (1001)", self.pid)
+            for server in servers:
+                server.close()  # stop accepting before clients reconnect
+            for state in live_states():
+                state.drain()
+            self._wait_until_quiet(servers)
+            for server in servers:
+                server.stop(timeout=1)
+        finally:
+            for state in live_states():
+                state.stop()
+
+    def _listen(self, sock: t.Any) -> StreamServer:
+        extra = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
+        sock.setblocking(1)
+        server = StreamServer(sock, handle=functools.partial(self.handle, sock),
+                              spawn=Pool(self.worker_connections), **extra)
+        if self.cfg.workers > 1:
+            server.max_accept = 1  # take one connection at a time, leaving the rest to siblings
+        server.start()
+        return server
+
+    def _wait_until_quiet(self, servers: list[StreamServer]) -> None:
+        """Until no request is in flight and no websocket is open, or most of the graceful timeout passed."""
+        deadline = time.monotonic() + self.cfg.graceful_timeout * QUIET_SHARE
+        while time.monotonic() < deadline:
+            busy = any(server.pool.free_count() != server.pool.size for server in servers)
+            if not busy and not any(state.connections for state in live_states()):
+                return
+            for state in live_states():
+                state.drain()  # closes the connections that have settled since
+            self.notify()
+            gevent.sleep(POLL_SECONDS / 2)
+        log.warning("Worker %d: requests or websockets still open after %.1f s; closing them",
+                    self.pid, self.cfg.graceful_timeout * QUIET_SHARE)
