@@ -19,6 +19,7 @@ from .settings import ServerSettings
 if t.TYPE_CHECKING:
     from flask import Flask
 
+    from .multiprocess import ProcessGroup
     from .sessions import ServerSession
     from .state import BokehState
 
@@ -56,19 +57,27 @@ class Server:
     def __init__(self, applications: t.Any = None, *, io_loop: t.Any = None,
                  http_server_kwargs: dict[str, t.Any] | None = None, **kwargs: t.Any) -> None:
         if io_loop is not None:
+            if kwargs.get("num_procs", 1) != 1:
+                raise ConfigError("num_procs > 1 starts one gunicorn worker per process, each with its own "
+                                  "event loop: do not pass io_loop with it")
             raise ConfigError("bokeh-flask runs on gevent: do not pass io_loop (there is no Tornado IOLoop)")
-        ensure_gevent_patched()
-        from .factory import create_app
-
         self._http_server_kwargs = dict(http_server_kwargs or {})
         kwargs = _translate_server_kwargs(kwargs)
         kwargs.setdefault("allow_same_origin", False)  # bokeh serve's rule: only the allowlist
         argv = kwargs.pop("argv", None)
-        self.flask_app: Flask = create_app(applications, argv=argv, **kwargs)
-        self._state: BokehState = self.flask_app.extensions["bokeh"]["bokeh"]
-        if self._state.settings.num_procs != 1:
-            raise ConfigError("Server runs one process; for num_procs > 1 use `bokeh-flask serve --num-procs N` "
-                              "or gunicorn -k gevent -w N")
+        self._processes: ProcessGroup | None = None
+        self.flask_app: Flask | None = None
+        self._state: BokehState | None = None
+        if kwargs.get("num_procs", 1) != 1:
+            from .multiprocess import ProcessGroup
+
+            self._processes = ProcessGroup(applications, kwargs, argv)  # the master stays unpatched
+        else:
+            ensure_gevent_patched()
+            from .factory import create_app
+
+            self.flask_app = create_app(applications, argv=argv, **kwargs)
+            self._state = self.flask_app.extensions["bokeh"]["bokeh"]
         self._wsgi: t.Any = None
         self._started = False
         self._stopped = False
@@ -91,12 +100,16 @@ class Server:
 
     @property
     def settings(self) -> ServerSettings:
-        return self._state.settings
+        if self._processes is not None:
+            return self._processes.settings
+        return self._single_process().settings
 
     @property
     def port(self) -> int:
         if self._wsgi is not None and self._wsgi.server_port:
             return int(self._wsgi.server_port)
+        if self._processes is not None and self._processes.bound_port:
+            return self._processes.bound_port
         return self.settings.port
 
     @property
@@ -117,9 +130,19 @@ class Server:
 
     # -- lifecycle ------------------------------------------------------------
 
+    def _single_process(self) -> BokehState:
+        if self._state is None:
+            raise ConfigError("with num_procs > 1 the sessions live in the worker processes: "
+                              "use the lifecycle hooks (server_lifecycle.py) to reach them")
+        return self._state
+
     def start(self) -> None:
-        """Listen and start the periodic jobs and ``on_server_loaded`` hooks; returns at once."""
-        if self._started:
+        """Listen and start the periodic jobs and ``on_server_loaded`` hooks; returns at once.
+
+        With ``num_procs > 1`` nothing happens until :meth:`run_until_shutdown`
+        (or ``io_loop.start()``), which runs the worker processes.
+        """
+        if self._started or self._processes is not None:
             return
         import gevent.event
         from gevent.pywsgi import WSGIServer
@@ -137,17 +160,21 @@ class Server:
             listener = _unix_listener(self.settings.unix_socket)
         self._wsgi = WSGIServer(listener, self.flask_app, **options)
         self._wsgi.start()
+        state = self._single_process()
         if self.settings.port == 0 and not self.settings.unix_socket:
             # the default websocket allowlist names the port actually bound
-            self._state.settings = self.settings.replace(port=int(self._wsgi.server_port))
-        self._state.start()
+            state.settings = self.settings.replace(port=int(self._wsgi.server_port))
+        state.start()
 
     def stop(self, wait: bool = True) -> None:
         """Close websockets, discard sessions, run ``on_server_unloaded``, stop listening."""
         if self._stopped:
             return
+        if self._processes is not None:
+            self._processes.stop()
+            return
         self._stopped = True
-        self._state.stop()
+        self._single_process().stop()
         if self._wsgi is not None:
             self._wsgi.stop(timeout=STOP_TIMEOUT_SECONDS if wait else 0)
         if self._done is not None:
@@ -168,6 +195,9 @@ class Server:
 
     def run_until_shutdown(self) -> None:
         """Serve until SIGINT or SIGTERM (or ``stop()``), then shut down cleanly."""
+        if self._processes is not None:
+            self._processes.run()
+            return
         self.start()
         self.install_signal_handlers()
         try:
@@ -181,12 +211,13 @@ class Server:
     # -- sessions ------------------------------------------------------------
 
     def get_sessions(self, app_path: str | None = None) -> list[ServerSession]:
+        state = self._single_process()
         if app_path is not None:
-            return self._state.context_for(app_path).sessions
-        return [s for c in self._state.contexts.values() for s in c.sessions]
+            return state.context_for(app_path).sessions
+        return [s for c in state.contexts.values() for s in c.sessions]
 
     def get_session(self, app_path: str, session_id: str) -> ServerSession:
-        return self._state.context_for(app_path).get_session(session_id)
+        return self._single_process().context_for(app_path).get_session(session_id)
 
     def show(self, app_path: str, browser: str | None = None, new: str = "tab") -> None:
         """Open ``app_path`` in a browser (``new`` is "tab" or "window")."""

@@ -113,3 +113,91 @@ def test_from_settings_reads_bokeh_environment(monkeypatch):
     assert result["signed"] is True
     assert result["icon"] == 404
     assert "auth_provider is not supported" in result["ssl"] and "auth_module" in result["ssl"]
+
+
+NUM_PROCS_SCRIPT = """
+    import logging, os, sys
+    from bokeh.application import Application
+    from bokeh.application.handlers.function import FunctionHandler
+    from bokeh.application.handlers.lifecycle import LifecycleHandler
+    from bokeh.models import Div
+    from bokeh_flask import Server
+
+    logging.basicConfig(level=logging.INFO)
+
+    def modify(doc):
+        args = doc.session_context.request.arguments
+        doc.add_root(Div(text=f"n={args['n'][0].decode()} pid={os.getpid()}", name="who"))
+
+    lifecycle = LifecycleHandler()
+    lifecycle._on_server_loaded = lambda ctx: print(f"LOADED {os.getpid()}", flush=True)
+    lifecycle._on_server_unloaded = lambda ctx: print(f"UNLOADED {os.getpid()}", flush=True)
+    server = Server({"/who": Application(FunctionHandler(modify), lifecycle)}, num_procs=2,
+                    port=0, address="127.0.0.1")
+    server.start()
+    server.io_loop.start()  # runs the workers until SIGTERM
+    print(f"AFTER {os.getpid()} port={server.port}", flush=True)  # only the master gets here
+"""
+
+
+def test_server_with_num_procs_runs_gunicorn_workers(serve):
+    import re
+    import signal
+    import sys
+    import textwrap
+    import urllib.request
+
+    from tests.support.bokeh_ws import BokehWS, models_by_name
+
+    server = serve.command([sys.executable, "-c", textwrap.dedent(NUM_PROCS_SCRIPT)],
+                           re.compile(r"gunicorn gevent workers on port (?P<port>\d+)"))
+    server.wait_for_output(r"LOADED \d+[\s\S]*LOADED \d+")  # on_server_loaded in each worker
+    pids = set()
+    for n in range(6):
+        with urllib.request.urlopen(f"{server.browser_url}/who?n={n}", timeout=20) as response:
+            token = re.search(r'"token":"([^"]+)"', response.read().decode()).group(1)
+        with BokehWS.connect(server, "who", token=token) as ws:
+            assert ws.recv_message().msgtype == "ACK"
+            text = models_by_name(ws.pull().content["doc"])["who"]["attributes"]["text"]
+        assert re.fullmatch(rf"n={n} pid=(\d+)", text), text
+        pids.add(int(text.rsplit("=", 1)[1]))
+    assert server.pid not in pids  # sessions live in the workers, not in the script's process
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=20) == 0
+    output = server.stop()
+    workers = set(map(int, re.findall(r"LOADED (\d+)", output)))
+    assert len(workers) == 2 and set(map(int, re.findall(r"UNLOADED (\d+)", output))) == workers
+    assert re.findall(r"AFTER (\d+) port=(\d+)", output) == [(str(server.pid), str(server.port))]
+
+
+NUM_PROCS_ERRORS = """
+    import json
+    from bokeh.application import Application
+    from bokeh.application.handlers.function import FunctionHandler
+    from bokeh_flask import Server
+    from bokeh_flask.errors import ConfigError
+
+    def modify(doc):
+        pass
+
+    used = Application(FunctionHandler(modify))
+    used.create_document()
+    errors = {}
+    for name, kwargs in {"io_loop": dict(io_loop=object()), "unix_and_port": dict(unix_socket="/tmp/x.sock", port=5999),
+                         "used_app": dict(), "negative": dict(num_procs=-1)}.items():
+        kwargs.setdefault("num_procs", 2)
+        try:
+            Server({"/": used if name == "used_app" else modify}, **kwargs)
+            errors[name] = None
+        except ConfigError as error:
+            errors[name] = str(error)
+    print(json.dumps(errors))
+"""
+
+
+def test_server_with_num_procs_refuses_what_cannot_work():
+    errors = run_client(NUM_PROCS_ERRORS)
+    assert "do not pass io_loop" in errors["io_loop"] and "num_procs" in errors["io_loop"]
+    assert "--port is not supported with a unix socket" in errors["unix_and_port"]
+    assert "already made a document" in errors["used_app"]
+    assert "num_procs must be >= 0" in errors["negative"]
