@@ -66,3 +66,40 @@ def test_flask_run_development_server(serve):
         env={"BOKEH_FLASK_APPS": str(HOOKS_APP)},
     )
     check_live_session(server, f"http://localhost:{server.port}/hooks_app")
+
+
+def test_gunicorn_with_bokeh_flasks_worker_class_and_two_workers(serve):
+    """``-k bokeh_flask.gunicorn_worker.GeventWorker``: what ``--num-procs`` runs, from the gunicorn command."""
+    import signal
+    import urllib.request
+
+    from tests.support.bokeh_ws import BokehWS, models_by_name
+
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    if gunicorn is None:
+        pytest.skip("gunicorn is not installed next to this Python")
+    request_app = REPO_ROOT / "tests" / "apps" / "request_app.py"
+    server = serve.command(
+        [gunicorn, "-k", "bokeh_flask.gunicorn_worker.GeventWorker", "-w", "2", "-b", "127.0.0.1:0",
+         "--no-control-socket", "wsgi:app"],
+        re.compile(r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)"),
+        env={"BOKEH_FLASK_APPS": f"{request_app}:{HOOKS_APP}", "BOKEH_ALLOW_WS_ORIGIN": "*"},
+    )
+    server.wait_for_output(r"HOOK server-loaded[\s\S]*HOOK server-loaded")  # at boot, in each worker
+    for n in range(6):  # pages issue tokens; each document is built once, where its websocket lands
+        with urllib.request.urlopen(f"{server}/request_app?n={n}", timeout=20) as response:
+            token = re.search(r'"token":"([^"]+)"', response.read().decode()).group(1)
+        with BokehWS.connect(server, "request_app", token=token) as ws:
+            assert ws.recv_message().msgtype == "ACK"
+            assert models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"].startswith(f"n={n} ")
+        server.wait_for_output(rf"BUILT n={n} pid=\d+")
+    assert sorted(map(int, re.findall(r"BUILT n=(\d+)", server.output()))) == list(range(6))
+    held = BokehWS.connect(server, "hooks_app")
+    assert held.recv_message().msgtype == "ACK"
+    held.pull()
+    server.proc.send_signal(signal.SIGTERM)
+    assert held.wait_closed(timeout=10).code == 1001
+    assert server.proc.wait(timeout=20) == 0
+    output = server.stop()
+    assert output.count("HOOK server-unloaded") == 2
+    assert output.count(f"HOOK session-destroyed {held.session_id}") == 1
