@@ -26,10 +26,11 @@ Run it with gevent's WSGI server (the websockets need gevent)::
 then open http://localhost:5000/ . ``--port 0`` picks a free port; the log
 line ``Site running at: http://127.0.0.1:PORT/`` tells which.
 
-Or with gunicorn's gevent worker, which imports ``app`` from this module
-(one worker: a Bokeh session lives in the process that created it)::
+Or with gunicorn and bokeh-flask's gevent worker, which imports ``app`` from
+this module (with several workers a page's document is built where its
+websocket lands, see docs/deploy.md)::
 
-    gunicorn -k gevent -w 1 --chdir examples/flask_site app:app
+    gunicorn -k bokeh_flask.gunicorn_worker.GeventWorker -w 2 --chdir examples/flask_site app:app
 """
 if __name__ == "__main__":
     # Before anything else imports socket, threading or ssl.
