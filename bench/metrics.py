@@ -902,15 +902,32 @@ def _warm_up_processes(run: MetricRun, procs: int) -> tuple[int, float]:
     return seen, time.perf_counter() - t0
 
 
+def wait_for_quiet(run: MetricRun, max_other_pct: float = 10.0, max_wait: float = 90.0) -> tuple[float, float]:
+    """Wait until the machine's other processes (not the server, not this
+    bench) use at most ``max_other_pct`` of a core over 0.5 s, for at most
+    ``max_wait`` seconds: a test suite running next to the bench would take
+    a core from the server.  Returns (seconds waited, last "other" %)."""
+    t0 = time.perf_counter()
+    while True:
+        cpu = CpuWindow(run.server)
+        time.sleep(0.5)
+        cpu.finish()
+        other = cpu.other or 0.0
+        if other <= max_other_pct or time.perf_counter() - t0 >= max_wait:
+            return time.perf_counter() - t0, other
+
+
 def _scaling_window(run: MetricRun, name: str, op: str, procs: int) -> tuple[dict[str, Any], str]:
     """One 8-client window of ``op`` (a ``bench/loadgen.py`` op): (values, note)."""
     p = run.profile
+    waited, other = wait_for_quiet(run)
     before = len(run.doc_pids())
     res = loadgen_window(run, p.pageload_clients, p.pageload_seconds, op)
     docs = Counter(run.doc_pids()[before:])
     n_docs = sum(docs.values())
     lat = res["latencies"]
-    note = (f"{name}: {res['ok']} in {res['elapsed']:.1f}s, p50 {fmt_ms(ms(percentile(lat, 50)))}, "
+    note = (f"other processes {other:.0f}% after waiting {waited:.1f}s for them; "
+            f"{name}: {res['ok']} in {res['elapsed']:.1f}s, p50 {fmt_ms(ms(percentile(lat, 50)))}, "
             f"p99 {fmt_ms(ms(percentile(lat, 99)))}, {n_docs} documents built")
     if procs > 1:
         note += f" (by process {'/'.join(str(c) for _, c in docs.most_common()) or '-'})"
