@@ -67,6 +67,7 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
             "when_ready": self._when_ready,
             "certfile": s.get("ssl_certfile"),
             "keyfile": s.get("ssl_keyfile"),
+            "ssl_context": self._ssl_context if s.get("ssl_certfile") else None,
         }
         if s.get("use_xheaders"):
             options["forwarded_allow_ips"] = "*"
@@ -89,6 +90,16 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
         for key, value in vars(parsed).items():
             if value is not None and key != "args" and key.lower() in self.cfg.settings:
                 self.cfg.set(key.lower(), value)
+
+    def _ssl_context(self, config: t.Any, default_factory: t.Callable[[], t.Any]) -> t.Any:
+        """In each worker: the same TLS context as one process, key password (BOKEH_SSL_PASSWORD) included.
+
+        gunicorn's own would load a password-protected key by asking on the terminal.
+        """
+        from .server import ssl_context_for
+        from .settings import ServerSettings
+
+        return ssl_context_for(ServerSettings.resolve(self._settings))
 
     def _when_ready(self, arbiter: t.Any) -> None:
         """In the master, before the workers fork: learn the real port (``--port 0``)."""

@@ -151,7 +151,7 @@ class Server:
         self._done = gevent.event.Event()
         options = {"log": logging.getLogger("bokeh_flask.access"), "error_log": logging.getLogger("bokeh_flask.wsgi"),
                    "handler_class": _handler_class()}
-        ssl_context = _ssl_context(self.settings)
+        ssl_context = ssl_context_for(self.settings)
         if ssl_context is not None:
             options["ssl_context"] = ssl_context
         options.update(self._http_server_kwargs)
@@ -277,7 +277,7 @@ def _unix_listener(path: str) -> t.Any:
     return listener
 
 
-def _ssl_context(settings: ServerSettings) -> t.Any:
+def ssl_context_for(settings: ServerSettings) -> t.Any:
     """A TLS context from ``--ssl-certfile`` / ``--ssl-keyfile`` (password: ``BOKEH_SSL_PASSWORD``)."""
     if not settings.ssl_certfile:
         return None

@@ -43,10 +43,12 @@ def certificate(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_https_and_wss(serve, certificate, monkeypatch):
+@pytest.mark.parametrize("procs", ["1", "2"])
+def test_https_and_wss(serve, certificate, monkeypatch, procs):
     cert, key = certificate
     monkeypatch.setenv("BOKEH_SSL_PASSWORD", KEY_PASSWORD)
-    server = serve(EXAMPLES / "sliders.py", extra_args=["--ssl-certfile", cert, "--ssl-keyfile", key])
+    server = serve(EXAMPLES / "sliders.py", extra_args=["--ssl-certfile", cert, "--ssl-keyfile", key,
+                                                        "--num-procs", procs])
     assert server.output().count("Bokeh app running at: https://") == 1
     context = ssl.create_default_context(cafile=str(cert))
     context.check_hostname = False
@@ -66,3 +68,13 @@ def test_bad_certificate_is_a_startup_error(tmp_path):
                             capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0 and len(lines) == 1 and "Cannot use the SSL certificate" in lines[0]
+
+
+@pytest.mark.slow
+def test_use_xheaders_with_several_processes(serve):
+    server = serve(APPS / "remote_app.py", extra_args=["--use-xheaders", "--num-procs", "2"])
+    for _ in range(4):  # the document is built where the websocket lands, from that request's headers
+        with BokehWS.connect(server, "remote_app", headers=["X-Real-Ip: 203.0.113.7", "X-Scheme: https"]) as ws:
+            assert ws.recv_message().msgtype == "ACK"
+            text = models_by_name(ws.pull().content["doc"])["remote"]["attributes"]["text"]
+        assert text == "ip=203.0.113.7 protocol=https"
