@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -310,8 +311,38 @@ def run_variants(metric: Metric, specs: list[ServerSpec], args, logs_dir: Path,
     parts: dict[str, dict[str, dict]] = {spec.label: {} for spec in specs}
     for variant in metric.variants:
         for spec in specs:
-            parts[spec.label][variant.key] = run_metric(metric, spec, args, logs_dir, broken, variant)
+            parts[spec.label][variant.key] = run_quiet(metric, spec, args, logs_dir, broken, variant)
             out[spec.label] = metric.combine(parts[spec.label])
+
+
+#: a variant run during which the machine's other processes (a test suite...)
+#: took more than this % of a core is repeated, on a fresh server
+NOISY_OTHER_PCT = 20.0
+MAX_ATTEMPTS = 3
+
+
+def run_quiet(metric: Metric, spec: ServerSpec, args, logs_dir: Path, broken: dict[str, str],
+              variant: Variant) -> dict[str, Any]:
+    """``run_metric``, repeated (at most ``MAX_ATTEMPTS`` runs) while other
+    processes took more than ``NOISY_OTHER_PCT`` of a core in the window.
+    Keeps the first quiet run, else the least noisy one; the note lists the
+    runs not kept, with their "other" CPU and rate."""
+    attempts: list[dict[str, Any]] = []
+    for _ in range(MAX_ATTEMPTS):
+        result = run_metric(metric, spec, args, logs_dir, broken, variant)
+        attempts.append(result)
+        other = result.get("other_cpu_pct")
+        if other is None or other <= NOISY_OTHER_PCT:
+            break
+        log(f"{metric.name} {variant.label}: {spec.label}: other processes took {other:.0f}% of a core; "
+            + ("repeating" if len(attempts) < MAX_ATTEMPTS else "keeping the least noisy run"))
+    kept = min(attempts, key=lambda r: r.get("other_cpu_pct") or 0.0)
+    dropped = [r for r in attempts if r is not kept]
+    if dropped and "_note" in kept:
+        kept["_note"] = ("; ".join(f"run not kept: other processes {r['other_cpu_pct']:.0f}%, "
+                                   f"{r.get('per_s', 0):.0f}/s" for r in dropped)
+                         + f"; kept run: {kept['_note']}")
+    return kept
 
 
 def note_text(res: dict) -> str:
@@ -324,8 +355,16 @@ def note_text(res: dict) -> str:
             f"1-min load average at start {res.get('_loadavg_1min_at_start')}{extra}")
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # stop cleanly (servers stopped, partial results written) on SIGTERM, and
+    # on SIGINT even when started in the background (where it is ignored)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     results_dir = Path(args.results_dir)
     logs_dir = results_dir / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
