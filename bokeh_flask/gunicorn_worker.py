@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import time
 import typing as t
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: how often the worker checks whether it should stop (and tells the master it is alive)
 POLL_SECONDS = 0.2
+#: signals that stop a worker (gunicorn: SIGTERM graceful, SIGINT/SIGQUIT quick)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 #: the share of gunicorn's graceful timeout spent waiting for requests and pages to finish
 QUIET_SHARE = 0.7
 
@@ -45,14 +48,31 @@ QUIET_SHARE = 0.7
 class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
     """gunicorn's gevent worker plus the bokeh apps' start, drain and stop."""
 
+    _early_stop: int | None = None
+
     def init_process(self) -> None:
+        # Until gunicorn installs the worker's handlers (after patching, ~100 ms), a stop
+        # signal would reach the master's handler this process inherited and be lost: the
+        # master would then wait out the graceful timeout and kill the worker. Keep it.
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, self._remember_stop)
         ProcessInfo.sibling_processes = max(1, int(self.cfg.workers))
         super().init_process()
+
+    def _remember_stop(self, sig: int, frame: t.Any) -> None:
+        self._early_stop = sig
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        if self._early_stop is not None:
+            log.info("Worker %d got signal %d while booting; stopping", self.pid, self._early_stop)
+            self.alive = False
 
     def run(self) -> None:
         for state in live_states():
             state.start()
         servers = [self._listen(sock) for sock in self.sockets]
+        log.info("Worker %d ready", self.pid)
         try:
             while self.alive:
                 self.notify()

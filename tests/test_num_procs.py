@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.support.bokeh_ws import BokehWS, models_by_name
+from tests.support.bokeh_ws import BokehWS, ConnectionDropped, models_by_name
 from tests.support.servers import REPO_ROOT
 
 APPS = REPO_ROOT / "tests" / "apps"
@@ -27,6 +27,30 @@ def page_token(server, query: str, cookie: str) -> str:
 def served_text(ws: BokehWS) -> str:
     """The request_app text of the session behind ``ws`` (a pull)."""
     return models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
+
+
+def sessions_on_both_workers(server) -> dict[int, tuple[BokehWS, str, int]]:
+    """An open request_app session in each of two workers: ``{pid: (websocket, token, n)}``."""
+    server.wait_for_output(r"Worker \d+ ready[\s\S]*Worker \d+ ready", timeout=30)
+    held: dict[int, tuple[BokehWS, str, int]] = {}
+
+    def open_session(n: int) -> tuple[BokehWS, str, int]:
+        token = page_token(server, f"n={n}", f"c=k{n}")
+        ws = BokehWS.connect(server, "request_app", token=token)
+        assert ws.recv_message().msgtype == "ACK"
+        return ws, token, n
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:  # connections at once spread over the workers
+        for burst in range(5):
+            for ws, token, n in pool.map(open_session, range(6 * burst, 6 * burst + 6)):
+                pid = int(served_text(ws).rsplit("=", 1)[1])
+                if pid in held:
+                    ws.close()
+                else:
+                    held[pid] = (ws, token, n)
+            if len(held) == 2:
+                return held
+    raise AssertionError("gunicorn never handed a connection to the second worker")
 
 
 def test_sessions_work_across_workers_and_sigterm_stops_them_all(serve):
@@ -66,25 +90,7 @@ def test_sessions_work_across_workers_and_sigterm_stops_them_all(serve):
 def test_a_recycled_worker_hands_its_pages_over_and_the_other_keeps_its_own(serve):
     server = serve(APPS / "request_app.py", extra_args=["--num-procs", "2"],
                    env={"GUNICORN_CMD_ARGS": "--max-requests 100"})
-    held: dict[int, tuple[BokehWS, str, int]] = {}  # worker pid -> (open websocket, token, n)
-
-    def open_session(n: int) -> tuple[BokehWS, str, int]:
-        token = page_token(server, f"n={n}", f"c=k{n}")
-        ws = BokehWS.connect(server, "request_app", token=token)
-        assert ws.recv_message().msgtype == "ACK"
-        return ws, token, n
-
-    with concurrent.futures.ThreadPoolExecutor(6) as pool:  # connections at once spread over the workers
-        for burst in range(5):
-            for ws, token, n in pool.map(open_session, range(6 * burst, 6 * burst + 6)):
-                pid = int(served_text(ws).rsplit("=", 1)[1])
-                if pid in held:
-                    ws.close()
-                else:
-                    held[pid] = (ws, token, n)
-            if len(held) == 2:
-                break
-    assert len(held) == 2, "gunicorn never handed a connection to the second worker"
+    held = sessions_on_both_workers(server)
     # requests on one keep-alive connection all reach one worker: it reaches --max-requests first
     mark = server.mark()
     keep_alive = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
@@ -116,21 +122,24 @@ def test_a_recycled_worker_hands_its_pages_over_and_the_other_keeps_its_own(serv
     assert "Traceback" not in server.output()
 
 
-def test_a_killed_worker_is_replaced_and_its_pages_reconnect(serve):
+def test_a_killed_worker_is_replaced_its_pages_reconnect_and_the_other_keeps_its_own(serve):
     server = serve(APPS / "request_app.py", extra_args=["--num-procs", "2"])
-    token = page_token(server, "n=7", "c=kept")
-    with BokehWS.connect(server, "request_app", token=token) as ws:
-        assert ws.recv_message().msgtype == "ACK"
-        text = models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
-    victim = int(text.rsplit("=", 1)[1])
+    held = sessions_on_both_workers(server)
+    victim, other = sorted(held)
+    ws, token, n = held[victim]
     mark = server.mark()
     os.kill(victim, signal.SIGKILL)  # the worker holding the session dies without cleaning up
     server.wait_for_output(r"Booting worker with pid", since=mark, timeout=30)
+    with pytest.raises(ConnectionDropped):  # no close frame from a killed process: the connection just ends
+        ws.wait_closed(timeout=10)
+    other_ws, _, other_n = held[other]
+    assert served_text(other_ws) == f"n={other_n} c=k{other_n} pid={other}"
     # the page reconnects with the same token; whichever worker answers rebuilds the session
-    with BokehWS.connect(server, "request_app", token=token) as ws:
-        assert ws.recv_message().msgtype == "ACK"
-        text = models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
-    assert re.fullmatch(r"n=7 c=kept pid=\d+", text) and int(text.rsplit("=", 1)[1]) != victim
+    with BokehWS.connect(server, "request_app", token=token) as again:
+        assert again.recv_message().msgtype == "ACK"
+        text = served_text(again)
+    assert re.fullmatch(rf"n={n} c=k{n} pid=\d+", text) and int(text.rsplit("=", 1)[1]) != victim
+    other_ws.close()
 
 
 def test_each_page_view_builds_its_document_once_with_four_workers(serve):
@@ -147,3 +156,20 @@ def test_each_page_view_builds_its_document_once_with_four_workers(serve):
         server.wait_for_output(rf"BUILT n={n} pid=\d+")
     built = re.findall(r"BUILT n=(\d+)", server.output())
     assert sorted(map(int, built)) == list(range(views))  # one build per page view, none in the page request
+
+
+def test_sigterm_while_a_worker_boots_still_stops_within_ten_seconds(serve):
+    """A stop signal in the first ~100 ms of a worker's life used to be lost (gunicorn's
+    master then waited out the graceful timeout and killed the worker)."""
+    server = serve(APPS / "hooks_app", extra_args=["--num-procs", "2"])
+    first = server.wait_for_output(r"Worker (\d+) ready", timeout=30)
+    mark = server.mark()
+    os.kill(int(first.group(1)), signal.SIGKILL)
+    server.wait_for_output(r"Booting worker with pid", since=mark, timeout=30)
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)  # the replacement is still starting up
+    assert server.proc.wait(timeout=20) == 0
+    assert time.monotonic() - started < 10
+    output = server.stop()
+    # every worker that ran on_server_loaded ran on_server_unloaded, except the killed one
+    assert output.count("HOOK server-unloaded") == output.count("HOOK server-loaded") - 1
