@@ -53,6 +53,20 @@ def sessions_on_both_workers(server) -> dict[int, tuple[BokehWS, str, int]]:
     raise AssertionError("gunicorn never handed a connection to the second worker")
 
 
+def assert_sibling_kept_and_page_recovers(server, held: dict[int, tuple[BokehWS, str, int]], gone: int) -> None:
+    """The other worker's session still answers; the gone worker's page gets its session back."""
+    (other,) = set(held) - {gone}
+    other_ws, _, other_n = held[other]
+    assert served_text(other_ws) == f"n={other_n} c=k{other_n} pid={other}"
+    other_ws.close()
+    _, token, n = held[gone]
+    # the page reconnects with the same token; whichever worker answers rebuilds the session
+    with BokehWS.connect(server, "request_app", token=token) as again:
+        assert again.recv_message().msgtype == "ACK"
+        text = served_text(again)
+    assert re.fullmatch(rf"n={n} c=k{n} pid=\d+", text) and int(text.rsplit("=", 1)[1]) != gone
+
+
 def test_sessions_work_across_workers_and_sigterm_stops_them_all(serve):
     server = serve(APPS / "request_app.py", APPS / "hooks_app", extra_args=["--num-procs", "2"])
     for _ in range(2):  # on_server_loaded runs in every worker
@@ -105,41 +119,25 @@ def test_a_recycled_worker_hands_its_pages_over_and_the_other_keeps_its_own(serv
             break
     keep_alive.close()
     assert recycled in held, f"no worker recycled after 150 requests:\n{server.output()[mark:]}"
-    (other,) = set(held) - {recycled}
-    ws, token, n = held[recycled]
+    ws = held[recycled][0]
     assert ws.wait_closed(timeout=10).code == 1001
     server.wait_for_output(rf"Worker exiting \(pid: {recycled}\)", since=mark)
-    # the other worker's session is untouched
-    other_ws, _, other_n = held[other]
-    assert served_text(other_ws) == f"n={other_n} c=k{other_n} pid={other}"
-    # the recycled worker's page reconnects with its token and gets its session back elsewhere
-    with BokehWS.connect(server, "request_app", token=token) as again:
-        assert again.recv_message().msgtype == "ACK"
-        text = served_text(again)
-    assert re.fullmatch(rf"n={n} c=k{n} pid=\d+", text) and int(text.rsplit("=", 1)[1]) != recycled
+    assert_sibling_kept_and_page_recovers(server, held, gone=recycled)
     assert server.proc.poll() is None
-    other_ws.close()
     assert "Traceback" not in server.output()
 
 
 def test_a_killed_worker_is_replaced_its_pages_reconnect_and_the_other_keeps_its_own(serve):
     server = serve(APPS / "request_app.py", extra_args=["--num-procs", "2"])
     held = sessions_on_both_workers(server)
-    victim, other = sorted(held)
-    ws, token, n = held[victim]
+    victim = min(held)
+    ws = held[victim][0]
     mark = server.mark()
     os.kill(victim, signal.SIGKILL)  # the worker holding the session dies without cleaning up
     server.wait_for_output(r"Booting worker with pid", since=mark, timeout=30)
     with pytest.raises(ConnectionDropped):  # no close frame from a killed process: the connection just ends
         ws.wait_closed(timeout=10)
-    other_ws, _, other_n = held[other]
-    assert served_text(other_ws) == f"n={other_n} c=k{other_n} pid={other}"
-    # the page reconnects with the same token; whichever worker answers rebuilds the session
-    with BokehWS.connect(server, "request_app", token=token) as again:
-        assert again.recv_message().msgtype == "ACK"
-        text = served_text(again)
-    assert re.fullmatch(rf"n={n} c=k{n} pid=\d+", text) and int(text.rsplit("=", 1)[1]) != victim
-    other_ws.close()
+    assert_sibling_kept_and_page_recovers(server, held, gone=victim)
 
 
 def test_each_page_view_builds_its_document_once_with_four_workers(serve):
