@@ -6,15 +6,21 @@ own Flask app, runs ``on_server_loaded`` and its own cleanup and keep-alive
 jobs, and runs ``on_server_unloaded`` when it exits, as every process of
 ``bokeh serve --num-procs`` does. A page and its websocket may reach different
 workers: the websocket's worker rebuilds the session from the page's token,
-request arguments, headers and cookies included. The master is not patched.
+request arguments, headers and cookies included, unless the page's worker
+built it: then the websocket is relayed there over that worker's unix socket,
+in a private directory the master creates and removes (:mod:`.relay`). The
+master is not patched.
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import typing as t
 
 from gunicorn.app.base import BaseApplication
+
+from .relay import WorkerRelay, make_relay_dir, remove_relay_dir
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,18 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
         self._log_level = log_level
         self._announce = announce
         self._bound_port: int | None = None
+        self._master_pid = os.getpid()
+        #: where each worker listens for relayed websockets (``<pid>.sock``); mode 0700
+        self.relay_dir = make_relay_dir()
         super().__init__()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            # workers leave run() too (gunicorn forks inside it): only the master removes the directory
+            if os.getpid() == self._master_pid:
+                remove_relay_dir(self.relay_dir)
 
     def load_config(self) -> None:
         s = self._settings
@@ -92,14 +109,32 @@ def _state_of(worker: t.Any) -> t.Any:
 
 
 def _start_worker_state(worker: t.Any) -> None:
-    """Run ``on_server_loaded`` and start the jobs when the worker boots, not at its first request."""
+    """Run ``on_server_loaded`` and start the jobs when the worker boots, not at its first request.
+
+    With several processes the worker also starts serving relayed websockets.
+    """
     state = _state_of(worker)
-    if state is not None:
-        state.start()
+    if state is None:
+        return
+    relay_dir = getattr(worker.app, "relay_dir", None)
+    if relay_dir and state.settings.num_procs != 1:
+        relay = WorkerRelay(relay_dir, worker.wsgi)
+        if relay.start():
+            state.relay = relay
+    state.start()
 
 
 def _stop_worker_state(server: t.Any, worker: t.Any) -> None:
-    """In the exiting worker: close websockets (1001), discard sessions, run ``on_server_unloaded``."""
+    """In the exiting worker: close websockets (1001), discard sessions, run ``on_server_unloaded``.
+
+    Relayed websockets are refused first; those this worker relays end last.
+    """
     state = _state_of(worker)
-    if state is not None:
-        state.stop()
+    if state is None:
+        return
+    relay = state.relay
+    if relay is not None:
+        relay.close_listener()
+    state.stop()
+    if relay is not None:
+        relay.stop()
