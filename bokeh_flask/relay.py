@@ -24,6 +24,8 @@ import tempfile
 import typing as t
 from urllib.parse import quote
 
+from .requests import WORKER_KEY
+
 log = logging.getLogger(__name__)
 
 #: header added to a relayed upgrade request (for the target's log only: clients can send it too)
@@ -120,8 +122,6 @@ class WorkerRelay:
 
     def target_of(self, payload: t.Mapping[str, t.Any]) -> int | None:
         """The other live worker a token payload names, if its socket is there."""
-        from .requests import WORKER_KEY
-
         pid = worker_pid(payload.get(WORKER_KEY))
         if pid is None or pid == self.pid:
             return None

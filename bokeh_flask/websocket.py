@@ -28,7 +28,7 @@ from .connection import CloseCode, ProtocolViolation, ServerConnection
 from .errors import PermissionDenied, SessionError
 from .limits import read_token_payload
 from .origins import origin_allowed, origin_host
-from .relay import RELAYED_ENVIRON_KEY
+from .relay import RELAYED_ENVIRON_KEY, WorkerRelay
 from .requests import RequestInfo
 from .settings import env_websocket_origins
 from .state import BokehState
@@ -46,13 +46,13 @@ def websocket(app_path: str) -> Response:
     relayed_from = request.environ.get(RELAYED_ENVIRON_KEY)
     try:
         token = _check_handshake(state)
-        target = _relay_target(state, token) if relayed_from is None else None
+        relay = state.relay if relayed_from is None else None  # a relayed websocket stays here
+        target = _relay_target(relay, token) if relay is not None else None
         # an expired token still reaches a live session in the worker it names (bokeh#14416)
         session_id = check_token(token, state.settings,
                                  session_exists=lambda sid: context.has_session(sid) or target is not None)
-        if target is not None and not context.has_session(session_id):
-            assert state.relay is not None
-            if state.relay.relay(request.environ, target, session_id):
+        if relay is not None and target is not None and not context.has_session(session_id):
+            if relay.relay(request.environ, target, session_id):
                 return WebSocketDone("gunicorn")
             check_token(token, state.settings, session_exists=context.has_session)  # built here: must be fresh
         session = context.create_session_if_needed(session_id, RequestInfo.from_flask(request), token)
@@ -95,15 +95,13 @@ def _serve(ws: BokehWebSocket, connection: ServerConnection, state: BokehState) 
         log.info("WebSocket connection closed: code=%s", ws.sent_close_code or ws.close_reason)
 
 
-def _relay_target(state: BokehState, token: str) -> int | None:
+def _relay_target(relay: WorkerRelay, token: str) -> int | None:
     """The other worker whose page request built this token's session, if it is still there."""
-    if state.relay is None:
-        return None
     try:
         payload = read_token_payload(token)
     except PermissionDenied:
         return None  # check_token refuses it next
-    return state.relay.target_of(payload)
+    return relay.target_of(payload)
 
 
 def _check_handshake(state: BokehState) -> str:

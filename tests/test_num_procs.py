@@ -103,7 +103,10 @@ def _paused(pid: int, seconds: float = 0.3):
 
 def _pulled_text(ws) -> str:
     assert ws.recv_message().msgtype == "ACK"
-    return models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
+    models = models_by_name(ws.pull().content["doc"])
+    # the worker's pid is for the server: the app does not see it in session_context.token_payload
+    assert models["payload"]["attributes"]["text"] == "arguments cookies headers session_expiry"
+    return models["request"]["attributes"]["text"]
 
 
 def test_template_pages_build_once_and_their_websockets_are_relayed_with_four_workers(serve):

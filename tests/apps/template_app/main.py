@@ -1,8 +1,8 @@
 """A directory app with its own page template: its page request builds the document.
 
 Prints ``BUILT`` per document build and ``DESTROYED`` per discarded session (read by the
-tests); shows the request's ``n`` argument, ``c`` cookie and the building process, and a
-button whose Python callback counts clicks.
+tests); shows the request's ``n`` argument, ``c`` cookie and the building process, the keys
+of the token payload it sees, and a button whose Python callback counts clicks.
 """
 import os
 
@@ -23,6 +23,7 @@ def count() -> None:
 
 button.on_click(count)
 doc.add_root(Div(text=f"n={n} c={cookie} pid={os.getpid()}", name="request"))
+doc.add_root(Div(text=" ".join(sorted(context.token_payload)), name="payload"))
 doc.add_root(button)
 doc.add_root(clicks)
 doc.title = "Template app"
