@@ -79,11 +79,12 @@ class WorkerRelay:
         """Serve the app on this worker's socket; False (and an error logged) if it cannot."""
         from gevent.pywsgi import WSGIServer
 
+        from .errors import ConfigError
         from .server import _handler_class, _unix_listener
 
         try:
             listener = _unix_listener(self._path)
-        except OSError as error:
+        except (OSError, ConfigError) as error:
             log.error("Worker %d cannot listen on %s for relayed websockets (%s); pages with a template "
                       "may build their document twice. Set TMPDIR to a short, writable directory.",
                       self.pid, self._path, error)
