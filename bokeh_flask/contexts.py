@@ -21,7 +21,7 @@ from bokeh.document import Document
 from .errors import SessionError
 from .limits import read_token_payload
 from .metrics import AppStats
-from .requests import RequestInfo
+from .requests import WORKER_KEY, RequestInfo
 from .scheduling import Scheduler
 from .sessions import ServerSession
 
@@ -75,7 +75,9 @@ class BokehSessionContext(SessionContext):
 
     @property
     def token_payload(self) -> dict[str, t.Any]:
-        return read_token_payload(self._token) if self._token else {}
+        payload = read_token_payload(self._token) if self._token else {}
+        payload.pop(WORKER_KEY, None)  # the server's own routing, not the app's
+        return payload
 
     @property
     def logout_url(self) -> str | None:

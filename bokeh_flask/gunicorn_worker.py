@@ -33,6 +33,7 @@ from gevent.server import StreamServer
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 
+from .relay import WorkerRelay
 from .state import ProcessInfo, live_states
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
             self.alive = False
 
     def run(self) -> None:
+        relay = self._start_relay()
         for state in live_states():
             state.start()
         servers = [self._listen(sock) for sock in self.sockets]
@@ -80,6 +82,8 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
             log.info("Worker %d stopping: closing its websockets (1001)", self.pid)
             for server in servers:
                 server.close()  # stop accepting before clients reconnect
+            if relay is not None:
+                relay.close_listener()  # and take no more websockets relayed by siblings
             for state in live_states():
                 state.drain()
             self._wait_until_quiet(servers)
@@ -88,6 +92,21 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
         finally:
             for state in live_states():
                 state.stop()
+            if relay is not None:
+                relay.stop()  # last: the websockets this worker passes on to its siblings
+
+    def _start_relay(self) -> WorkerRelay | None:
+        """Under ``--num-procs``: serve websockets relayed by siblings, and relay to them (:mod:`.relay`)."""
+        relay_dir = getattr(self.app, "relay_dir", None)
+        states = [state for state in live_states() if state.settings.num_procs != 1]
+        if not relay_dir or not states:
+            return None
+        relay = WorkerRelay(relay_dir, self.wsgi)
+        if not relay.start():
+            return None
+        for state in states:
+            state.relay = relay
+        return relay
 
     def _listen(self, sock: t.Any) -> StreamServer:
         extra = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}

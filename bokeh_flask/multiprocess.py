@@ -7,7 +7,10 @@ own cleanup and keep-alive jobs, and on its way out closes its websockets
 with 1001 and runs ``on_server_unloaded``, as every process of ``bokeh serve
 --num-procs`` should. A page and its websocket may reach different workers:
 the websocket's worker rebuilds the session from the page's token, request
-arguments, headers and cookies included. The master is not patched.
+arguments, headers and cookies included, unless the page's worker built it:
+then the websocket is relayed there over that worker's unix socket, in a
+private directory the master creates and removes (:mod:`.relay`). The master
+is not patched.
 
 ``GUNICORN_CMD_ARGS`` (e.g. ``"--max-requests 1000 --max-requests-jitter 100"``)
 passes further gunicorn settings through, as it does for the ``gunicorn`` command.
@@ -25,6 +28,7 @@ from gunicorn.app.base import BaseApplication
 
 from .errors import ConfigError
 from .gunicorn_worker import GeventWorker
+from .relay import make_relay_dir, remove_relay_dir
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,18 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
         self._log_level = log_level
         self._announce = announce
         self._bound_port: int | None = None
+        self._master_pid = os.getpid()
+        #: where each worker listens for relayed websockets (``<pid>.sock``); mode 0700
+        self.relay_dir = make_relay_dir()
         super().__init__()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            # workers leave run() too (gunicorn forks inside it): only the master removes the directory
+            if os.getpid() == self._master_pid:
+                remove_relay_dir(self.relay_dir)
 
     def load_config(self) -> None:
         s = self._settings

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 
 #: the token payload key that carries the logged-in user to wherever the websocket lands
 USER_KEY = "bokeh_flask_user"
+#: the token payload key naming the worker (pid) whose page request built the session
+#: (``--num-procs``: see :mod:`bokeh_flask.relay`); apps do not see it in ``token_payload``
+WORKER_KEY = "bokeh_flask_worker"
 
 
 @dataclass(frozen=True)

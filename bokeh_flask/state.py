@@ -23,6 +23,7 @@ if t.TYPE_CHECKING:
     from .auth import AuthProvider
 
     from .connection import ServerConnection
+    from .relay import WorkerRelay
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class BokehState:
         self.url_prefix = url_prefix
         self.contexts = {route: ApplicationContext(app, route, scheduler) for route, app in applications.items()}
         self.connections: set[ServerConnection] = set()
+        #: this worker's relay to the other workers (``--num-procs``), set when the worker starts
+        self.relay: WorkerRelay | None = None
         self._jobs: list[_Repeating] = []
         self.started = False
         self.stopped = False

@@ -12,7 +12,7 @@ from jinja2 import Template
 
 from .errors import PermissionDenied, SessionError
 from .origins import origin_allowed, same_origin
-from .requests import RequestInfo
+from .requests import WORKER_KEY, RequestInfo
 from .resources import (ONE_YEAR_SECONDS, bokehjs_dir, extension_dirs, icon_path, page_bundle, resources_for,
                         safe_join)
 from .settings import env_websocket_origins
@@ -146,13 +146,16 @@ def session_for_request(state: BokehState, app_path: str, build: bool = True) ->
     try:
         session_id, token = requested_session(arguments, request.headers, settings)
         info = replace(RequestInfo.from_flask(request), user=g.get("bokeh_user"))
+        builds_here = build or context.has_session(session_id)
         if token is None:
             check_session_id(session_id, settings)
-            extra = context.application.process_request(info) or {}
+            extra = dict(context.application.process_request(info) or {})
+            if builds_here and state.relay is not None:
+                extra[WORKER_KEY] = state.relay.pid  # a websocket landing elsewhere is relayed here
             token = token_for(session_id, info, settings, extra)
         else:
             check_page_token(token, settings)
-        if not build and not context.has_session(session_id):
+        if not builds_here:
             return _PageSession(session_id, token, None)
         session: ServerSession = context.create_session_if_needed(session_id, info, token)
     except PermissionDenied as denied:
@@ -172,7 +175,9 @@ def document_page(app_path: str) -> Response:
     may land in another process and would build the document a second time)
     the page carries only the token and one element BokehJS renders the whole
     document into; the title arrives with the document. Apps with their own
-    page template (a directory app's ``templates/index.html``) always build here.
+    page template (a directory app's ``templates/index.html``) always build here;
+    with several processes the token then names this worker, and a websocket
+    that lands in another one is relayed here (:mod:`bokeh_flask.relay`).
     """
     from bokeh.embed.elements import html_page_for_render_items
     from bokeh.embed.util import RenderItem

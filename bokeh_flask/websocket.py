@@ -4,7 +4,9 @@ Every refusal (not a websocket request, a foreign ``Origin``, a missing or bad
 token, an expired token) is an HTTP 403 answered *before* the upgrade, so the
 client gets a real status instead of an accepted-then-closed socket. After the
 upgrade the connection sends ACK and feeds each websocket message to its
-:class:`~bokeh_flask.connection.ServerConnection`.
+:class:`~bokeh_flask.connection.ServerConnection`. With several processes, a
+websocket whose session another worker built is relayed to that worker
+(:mod:`bokeh_flask.relay`) after these checks, which the worker repeats.
 
 On gevent's servers (pywsgi, gunicorn's gevent worker) the view returns right
 after the upgrade and a greenlet of its own serves the connection, so what
@@ -24,7 +26,9 @@ from simple_websocket import ConnectionClosed
 
 from .connection import CloseCode, ProtocolViolation, ServerConnection
 from .errors import PermissionDenied, SessionError
+from .limits import read_token_payload
 from .origins import origin_allowed, origin_host
+from .relay import RELAYED_ENVIRON_KEY, WorkerRelay
 from .requests import RequestInfo
 from .settings import env_websocket_origins
 from .state import BokehState
@@ -39,9 +43,18 @@ def websocket(app_path: str) -> Response:
     """Serve one bokeh websocket connection for the session its token names."""
     state = current_state()
     context = state.context_for(app_path)
+    relayed_from = request.environ.get(RELAYED_ENVIRON_KEY)
     try:
         token = _check_handshake(state)
-        session_id = check_token(token, state.settings, session_exists=context.has_session)
+        relay = state.relay if relayed_from is None else None  # a relayed websocket stays here
+        target = _relay_target(relay, token) if relay is not None else None
+        # an expired token still reaches a live session in the worker it names (bokeh#14416)
+        session_id = check_token(token, state.settings,
+                                 session_exists=lambda sid: context.has_session(sid) or target is not None)
+        if relay is not None and target is not None and not context.has_session(session_id):
+            if relay.relay(request.environ, target, session_id):
+                return WebSocketDone("gunicorn")
+            check_token(token, state.settings, session_exists=context.has_session)  # built here: must be fresh
         session = context.create_session_if_needed(session_id, RequestInfo.from_flask(request), token)
     except PermissionDenied as denied:
         log.warning("Refused websocket for %s: %s", request.path, denied.reason)
@@ -55,7 +68,10 @@ def websocket(app_path: str) -> Response:
     state.connections.add(connection)
     if state.draining:  # accepted while this process shuts down: serve the first request, then 1001
         connection.close_when_settled()
-    log.info("WebSocket connection opened")
+    if relayed_from is not None:
+        log.info("WebSocket connection opened (relayed from worker %s)", relayed_from or "?")
+    else:
+        log.info("WebSocket connection opened")
     if ws.detach(request.environ):
         import gevent
 
@@ -79,6 +95,15 @@ def _serve(ws: BokehWebSocket, connection: ServerConnection, state: BokehState) 
         connection.detach()
         ws.shutdown()
         log.info("WebSocket connection closed: code=%s", ws.sent_close_code or ws.close_reason)
+
+
+def _relay_target(relay: WorkerRelay, token: str) -> int | None:
+    """The other worker whose page request built this token's session, if it is still there."""
+    try:
+        payload = read_token_payload(token)
+    except PermissionDenied:
+        return None  # check_token refuses it next
+    return relay.target_of(payload)
 
 
 def _check_handshake(state: BokehState) -> str:

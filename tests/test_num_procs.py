@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import http.client
 import os
 import re
 import signal
+import threading
 import time
 import urllib.request
 
 import pytest
+from bokeh.util.token import get_token_payload
 
 from tests.support.bokeh_ws import BokehWS, ConnectionDropped, models_by_name
 from tests.support.servers import REPO_ROOT
@@ -171,3 +174,103 @@ def test_sigterm_while_a_worker_boots_still_stops_within_ten_seconds(serve):
     output = server.stop()
     # every worker that ran on_server_loaded ran on_server_unloaded, except the killed one
     assert output.count("HOOK server-unloaded") == output.count("HOOK server-loaded") - 1
+
+
+def _template_page(server, n: int) -> tuple[str, int]:
+    """Load the template app's page (it builds the document); its token and the worker it names."""
+    request = urllib.request.Request(f"{server.browser_url}/template_app?n={n}", headers={"Cookie": f"c=k{n}"})
+    with urllib.request.urlopen(request, timeout=20) as response:
+        token = re.search(r'"token":"([^"]+)"', response.read().decode()).group(1)
+    return token, get_token_payload(token)["bokeh_flask_worker"]
+
+
+@contextlib.contextmanager
+def _paused(pid: int, seconds: float = 0.3):
+    """Freeze worker ``pid`` for a moment: a connection made meanwhile is accepted by another worker.
+
+    (Left alone, the kernel hands sequential connections to the same worker almost every time.)
+    """
+    os.kill(pid, signal.SIGSTOP)
+    timer = threading.Timer(seconds, os.kill, (pid, signal.SIGCONT))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+
+
+def _pulled_text(ws) -> str:
+    assert ws.recv_message().msgtype == "ACK"
+    models = models_by_name(ws.pull().content["doc"])
+    # the worker's pid is for the server: the app does not see it in session_context.token_payload
+    assert models["payload"]["attributes"]["text"] == "arguments cookies headers session_expiry"
+    return models["request"]["attributes"]["text"]
+
+
+def test_template_pages_build_once_and_their_websockets_are_relayed_with_four_workers(serve):
+    server = serve(APPS / "template_app", extra_args=["--num-procs", "4", "--unused-session-lifetime", "2000",
+                                                      "--check-unused-sessions", "300"])
+    views = 12
+    forced = 0
+    for n in range(views):
+        token, page_worker = _template_page(server, n)
+        # every other websocket is made while the page's worker is frozen, so another worker takes it
+        pause = _paused(page_worker) if n % 2 else contextlib.nullcontext()
+        with pause:
+            ws = BokehWS.connect(server, "template_app", token=token)
+        with ws:
+            text = _pulled_text(ws)
+        assert text == f"n={n} c=k{n} pid={page_worker}"  # the page request's document, arguments and cookie
+        if n % 2:
+            forced += 1
+            server.wait_for_output(rf"Relaying the websocket of session \S+ to worker {page_worker}\b")
+    # once the websockets have closed, each worker drops the sessions it holds (--unused-session-lifetime)
+    server.wait_for_output(r"(?s)(DESTROYED.*){%d}" % views, timeout=20)
+    output = server.output()
+    built = re.findall(r"BUILT n=(\d+) session=(\S+) pid=(\d+)", output)
+    assert sorted(int(n) for n, _, _ in built) == list(range(views))  # one build per page view
+    destroyed = re.findall(r"DESTROYED (\S+) pid=(\d+)", output)
+    assert sorted(destroyed) == sorted((session, pid) for _, session, pid in built)  # each in its builder, once
+    relayed = len(re.findall(r"Relaying the websocket of session", output))
+    assert forced <= relayed <= views
+    assert len(re.findall(r"WebSocket connection opened \(relayed from worker \d+\)", output)) == relayed
+    assert "Traceback" not in output
+
+
+def test_an_expired_token_reaches_its_live_session_through_the_relay(serve):
+    server = serve(APPS / "template_app", extra_args=["--num-procs", "2", "--session-token-expiration", "1"])
+    token, page_worker = _template_page(server, 3)
+    time.sleep(2.5)  # the token has expired; the session lives on in the page's worker (bokeh#14416)
+    with _paused(page_worker):
+        ws = BokehWS.connect(server, "template_app", token=token)
+    with ws:
+        assert _pulled_text(ws) == f"n=3 c=k3 pid={page_worker}"
+    assert len(re.findall(r"BUILT n=3 ", server.output())) == 1
+
+
+def test_a_killed_page_worker_leaves_its_websocket_to_be_built_from_the_token(serve):
+    server = serve(APPS / "template_app", extra_args=["--num-procs", "2"])
+    token, victim = _template_page(server, 5)
+    mark = server.mark()
+    os.kill(victim, signal.SIGKILL)  # its socket file stays behind: connecting to it is refused
+    server.wait_for_output(r"Booting worker with pid", since=mark, timeout=30)
+    with BokehWS.connect(server, "template_app", token=token) as ws:
+        text = _pulled_text(ws)
+    assert re.fullmatch(r"n=5 c=k5 pid=\d+", text) and int(text.rsplit("=", 1)[1]) != victim
+    server.wait_for_output(rf"Could not relay the websocket of session \S+ to worker {victim}", since=mark)
+
+
+def test_a_stopping_page_worker_closes_its_relayed_websockets_with_1001(serve):
+    server = serve(APPS / "template_app", extra_args=["--num-procs", "2"])
+    token, page_worker = _template_page(server, 9)
+    with _paused(page_worker):
+        ws = BokehWS.connect(server, "template_app", token=token)
+    with ws:
+        assert _pulled_text(ws) == f"n=9 c=k9 pid={page_worker}"
+        os.kill(page_worker, signal.SIGTERM)  # gunicorn replaces it; it closes its websockets on the way out
+        assert ws.wait_closed(timeout=15).code == 1001  # passed through by the relaying worker
+        ws.ws.sock.settimeout(5)
+        try:
+            assert ws.ws.sock.recv(1) == b""  # and then the relaying worker closed the connection
+        except ConnectionResetError:
+            pass
