@@ -1,6 +1,7 @@
 """The HTTP views of the bokeh blueprint: pages, autoload.js, metadata, static files, index."""
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import typing as t
@@ -190,7 +191,7 @@ def document_page(app_path: str) -> Response:
         element_id = f"bk-{page_session.id[:12]}"
         item = RenderItem(token=page_session.token, elementid=element_id, use_for_title=True)
         html = html_page_for_render_items(page_bundle(base_url(state)), {}, [item], "Bokeh Application",
-                                          template=LAZY_PAGE_TEMPLATE,
+                                          template=lazy_page_template(),
                                           template_variables={"lazy_element_id": element_id})
         return Response(html, mimetype="text/html")
     item = RenderItem(token=page_session.token, roots=document.roots, use_for_title=True)
@@ -202,6 +203,14 @@ def document_page(app_path: str) -> Response:
 
 #: the page of a lazily built document: one element the whole document renders into
 LAZY_PAGE_TEMPLATE = '{% block contents %}<div id="{{ lazy_element_id }}"></div>{% endblock %}'
+
+
+@functools.lru_cache(maxsize=1)
+def lazy_page_template() -> t.Any:
+    """:data:`LAZY_PAGE_TEMPLATE` compiled once (bokeh would compile a string template on every page)."""
+    from bokeh.core.templates import get_env
+
+    return get_env().from_string("{% extends base %}\n" + LAZY_PAGE_TEMPLATE)
 
 
 def _lazy_documents(state: BokehState) -> bool:
