@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import queue
 import signal
 import time
 import typing as t
@@ -54,9 +55,14 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
     def init_process(self) -> None:
         # Until gunicorn installs the worker's handlers (after patching, ~100 ms), a stop
         # signal would reach the master's handler this process inherited and be lost: the
-        # master would then wait out the graceful timeout and kill the worker. Keep it.
+        # master would then wait out the graceful timeout and kill the worker. Keep it, and
+        # look for one that reached the inherited handler since the fork.
+        inherited = signal.getsignal(signal.SIGTERM)
         for sig in _STOP_SIGNALS:
             signal.signal(sig, self._remember_stop)
+        for sig in _queued_signals(inherited):
+            if sig in _STOP_SIGNALS:
+                self._early_stop = sig
         ProcessInfo.sibling_processes = max(1, int(self.cfg.workers))
         super().init_process()
 
@@ -131,3 +137,17 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
             gevent.sleep(POLL_SECONDS / 2)
         log.warning("Worker %d: requests or websockets still open after %.1f s; closing them",
                     self.pid, self.cfg.graceful_timeout * QUIET_SHARE)
+
+
+def _queued_signals(handler: t.Any) -> list[int]:
+    """The signals queued by the gunicorn master's handler (a copy of it, in a forked worker)."""
+    pending = getattr(getattr(handler, "__self__", None), "SIG_QUEUE", None)
+    if isinstance(pending, list):  # older gunicorn
+        return list(pending)
+    found = []
+    while pending is not None:  # a queue.SimpleQueue in newer gunicorn
+        try:
+            found.append(pending.get_nowait())
+        except (queue.Empty, AttributeError):
+            break
+    return found
