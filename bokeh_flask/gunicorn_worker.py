@@ -34,7 +34,7 @@ from gevent.server import StreamServer
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 
-from .relay import WorkerRelay
+from .relay import WorkerRelay, remove_if_empty, shared_relay_dir
 from .state import ProcessInfo, live_states
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
     """gunicorn's gevent worker plus the bokeh apps' start, drain and stop."""
 
     _early_stop: int | None = None
+    _shared_relay_dir: str | None = None
 
     def init_process(self) -> None:
         # Until gunicorn installs the worker's handlers (after patching, ~100 ms), a stop
@@ -64,7 +65,19 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
             if sig in _STOP_SIGNALS:
                 self._early_stop = sig
         ProcessInfo.sibling_processes = max(1, int(self.cfg.workers))
+        self._log_through_gunicorn()
         super().init_process()
+
+    def _log_through_gunicorn(self) -> None:
+        """Under the ``gunicorn`` command nothing configures logging: write bokeh-flask's to gunicorn's error log."""
+        ours = logging.getLogger("bokeh_flask")
+        gunicorn_error = getattr(self.log, "error_log", None)
+        if logging.getLogger().handlers or ours.handlers or gunicorn_error is None:
+            return  # bokeh-flask serve (or the program) configured logging
+        for handler in gunicorn_error.handlers:
+            ours.addHandler(handler)
+        ours.setLevel(gunicorn_error.level)
+        ours.propagate = False
 
     def _remember_stop(self, sig: int, frame: t.Any) -> None:
         self._early_stop = sig
@@ -99,12 +112,18 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
             for state in live_states():
                 state.stop()
             if relay is not None:
-                relay.stop()  # last: the websockets this worker passes on to its siblings
+                self._stop_relay(relay)
 
     def _start_relay(self) -> WorkerRelay | None:
-        """Under ``--num-procs``: serve websockets relayed by siblings, and relay to them (:mod:`.relay`)."""
+        """With siblings: serve websockets relayed by them, and relay to them (:mod:`.relay`).
+
+        ``--num-procs`` gives the directory for the sockets; under the ``gunicorn``
+        command the workers share one named after their master.
+        """
         relay_dir = getattr(self.app, "relay_dir", None)
-        states = [state for state in live_states() if state.settings.num_procs != 1]
+        if relay_dir is None and ProcessInfo.sibling_processes > 1:
+            relay_dir = self._shared_relay_dir = shared_relay_dir(self.ppid)
+        states = live_states()
         if not relay_dir or not states:
             return None
         relay = WorkerRelay(relay_dir, self.wsgi)
@@ -113,6 +132,11 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
         for state in states:
             state.relay = relay
         return relay
+
+    def _stop_relay(self, relay: WorkerRelay) -> None:
+        relay.stop()  # last: the websockets this worker passes on to its siblings
+        if self._shared_relay_dir is not None:
+            remove_if_empty(self._shared_relay_dir)
 
     def _listen(self, sock: t.Any) -> StreamServer:
         extra = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}

@@ -51,6 +51,36 @@ def remove_relay_dir(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def shared_relay_dir(master_pid: int) -> str | None:
+    """The directory the workers of one gunicorn master share when gunicorn was started directly.
+
+    ``<tmp>/bokeh-flask-relay-<uid>-<master pid>``, made by the first worker (mode 0700); None,
+    with the reason logged, if what is there is not a private directory of this user.
+    """
+    path = os.path.join(tempfile.gettempdir(), f"bokeh-flask-relay-{os.getuid()}-{int(master_pid)}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass  # a sibling made it
+    except OSError as error:
+        log.error("Cannot create %s for relayed websockets (%s); set TMPDIR to a writable directory", path, error)
+        return None
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) != 0o700:
+        log.error("%s is not a private directory of this user; not relaying websockets between workers "
+                  "(remove it, or set TMPDIR to a private directory)", path)
+        return None
+    return path
+
+
+def remove_if_empty(path: str) -> None:
+    """Remove a shared relay directory once its last worker has left (siblings' sockets keep it)."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
 def worker_pid(value: t.Any) -> int | None:
     """``value`` (from a token payload) as a pid, or None unless it is a plausible one."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_PID:

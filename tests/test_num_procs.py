@@ -6,10 +6,13 @@ import contextlib
 import http.client
 import os
 import re
+import shutil
 import signal
+import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from bokeh.util.token import get_token_payload
@@ -274,3 +277,29 @@ def test_a_stopping_page_worker_closes_its_relayed_websockets_with_1001(serve):
             assert ws.ws.sock.recv(1) == b""  # and then the relaying worker closed the connection
         except ConnectionResetError:
             pass
+
+
+def test_the_gunicorn_command_with_bokeh_flasks_worker_relays_too(serve, tmp_path):
+    """``gunicorn -k bokeh_flask.gunicorn_worker.GeventWorker -w 2``: the workers share a relay directory."""
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    if gunicorn is None:
+        pytest.skip("gunicorn is not installed next to this Python")
+    server = serve.command(
+        [gunicorn, "-k", "bokeh_flask.gunicorn_worker.GeventWorker", "-w", "2", "-b", "127.0.0.1:0",
+         "--no-control-socket", "wsgi:app"],
+        re.compile(r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)"),
+        env={"BOKEH_FLASK_APPS": str(APPS / "template_app"), "BOKEH_ALLOW_WS_ORIGIN": "*", "TMPDIR": str(tmp_path)},
+    )
+    server.wait_for_output(r"Worker \d+ ready[\s\S]*Worker \d+ ready", timeout=30)
+    shared = tmp_path / f"bokeh-flask-relay-{os.getuid()}-{server.pid}"
+    assert shared.is_dir() and shared.stat().st_mode & 0o777 == 0o700
+    token, page_worker = _template_page(server, 6)
+    with _paused(page_worker):  # the websocket lands in the other worker, which relays it
+        ws = BokehWS.connect(server, "template_app", token=token)
+    with ws:
+        assert _pulled_text(ws) == f"n=6 c=k6 pid={page_worker}"
+    server.wait_for_output(rf"Relaying the websocket of session \S+ to worker {page_worker}\b")
+    assert len(re.findall(r"BUILT n=6 ", server.output())) == 1
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=20) == 0
+    assert not shared.exists()  # the last worker out removed it
