@@ -6,26 +6,24 @@ import contextlib
 import http.client
 import os
 import re
-import shutil
 import signal
-import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from bokeh.util.token import get_token_payload
 
 from tests.support.bokeh_ws import BokehWS, ConnectionDropped, models_by_name
-from tests.support.servers import REPO_ROOT
+from tests.support.servers import REPO_ROOT, gunicorn_executable
 
 APPS = REPO_ROOT / "tests" / "apps"
 pytestmark = pytest.mark.slow
 
 
-def page_token(server, query: str, cookie: str) -> str:
-    request = urllib.request.Request(f"{server.browser_url}/request_app?{query}", headers={"Cookie": cookie})
+def page_token(server, query: str, cookie: str = "", app: str = "request_app") -> str:
+    """Load ``app``'s page with ``query`` and a cookie; the session token in it."""
+    request = urllib.request.Request(f"{server.browser_url}/{app}?{query}", headers={"Cookie": cookie})
     with urllib.request.urlopen(request, timeout=20) as response:
         return re.search(r'"token":"([^"]+)"', response.read().decode()).group(1)
 
@@ -150,12 +148,9 @@ def test_each_page_view_builds_its_document_once_with_four_workers(serve):
     server = serve(APPS / "request_app.py", extra_args=["--num-procs", "4"])
     views = 12
     for n in range(views):
-        with urllib.request.urlopen(f"{server.browser_url}/request_app?n={n}", timeout=20) as response:
-            page = response.read().decode()
-        token = re.search(r'"token":"([^"]+)"', page).group(1)
-        with BokehWS.connect(server, "request_app", token=token) as ws:
+        with BokehWS.connect(server, "request_app", token=page_token(server, f"n={n}")) as ws:
             assert ws.recv_message().msgtype == "ACK"
-            text = models_by_name(ws.pull().content["doc"])["request"]["attributes"]["text"]
+            text = served_text(ws)
         assert text.startswith(f"n={n} ")
         server.wait_for_output(rf"BUILT n={n} pid=\d+")
     built = re.findall(r"BUILT n=(\d+)", server.output())
@@ -181,9 +176,7 @@ def test_sigterm_while_a_worker_boots_still_stops_within_ten_seconds(serve):
 
 def _template_page(server, n: int) -> tuple[str, int]:
     """Load the template app's page (it builds the document); its token and the worker it names."""
-    request = urllib.request.Request(f"{server.browser_url}/template_app?n={n}", headers={"Cookie": f"c=k{n}"})
-    with urllib.request.urlopen(request, timeout=20) as response:
-        token = re.search(r'"token":"([^"]+)"', response.read().decode()).group(1)
+    token = page_token(server, f"n={n}", f"c=k{n}", app="template_app")
     return token, get_token_payload(token)["bokeh_flask_worker"]
 
 
@@ -281,9 +274,7 @@ def test_a_stopping_page_worker_closes_its_relayed_websockets_with_1001(serve):
 
 def test_the_gunicorn_command_with_bokeh_flasks_worker_relays_too(serve, tmp_path):
     """``gunicorn -k bokeh_flask.gunicorn_worker.GeventWorker -w 2``: the workers share a relay directory."""
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
-    if gunicorn is None:
-        pytest.skip("gunicorn is not installed next to this Python")
+    gunicorn = gunicorn_executable()
     server = serve.command(
         [gunicorn, "-k", "bokeh_flask.gunicorn_worker.GeventWorker", "-w", "2", "-b", "127.0.0.1:0",
          "--no-control-socket", "wsgi:app"],

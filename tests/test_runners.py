@@ -7,14 +7,12 @@ Python callback, and the lifecycle hooks are observed in the server output.
 from __future__ import annotations
 
 import re
-import shutil
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.support.client import pull_texts, run_client
-from tests.support.servers import REPO_ROOT
+from tests.support.servers import REPO_ROOT, gunicorn_executable
 
 pytestmark = pytest.mark.slow
 HOOKS_APP = REPO_ROOT / "tests" / "apps" / "hooks_app"
@@ -47,9 +45,7 @@ def test_bokeh_flask_serve(serve):
 
 
 def test_gunicorn_gevent_worker(serve):
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
-    if gunicorn is None:
-        pytest.skip("gunicorn is not installed next to this Python")
+    gunicorn = gunicorn_executable()
     server = serve.command(
         [gunicorn, "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0", "--graceful-timeout", "5", "--no-control-socket",
          "wsgi:app"],
@@ -75,9 +71,7 @@ def test_gunicorn_with_bokeh_flasks_worker_class_and_two_workers(serve):
 
     from tests.support.bokeh_ws import BokehWS, models_by_name
 
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
-    if gunicorn is None:
-        pytest.skip("gunicorn is not installed next to this Python")
+    gunicorn = gunicorn_executable()
     request_app = REPO_ROOT / "tests" / "apps" / "request_app.py"
     server = serve.command(
         [gunicorn, "-k", "bokeh_flask.gunicorn_worker.GeventWorker", "-w", "2", "-b", "127.0.0.1:0",

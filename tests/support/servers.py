@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -203,3 +204,11 @@ class _ServerFactory:
         self._servers.clear()
 
 
+
+
+def gunicorn_executable() -> str:
+    """The ``gunicorn`` command installed next to this Python (the test is skipped without one)."""
+    found = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip("gunicorn is not installed next to this Python")
+    return found
