@@ -8,16 +8,24 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["bokeh_flask", "bokeh_flask.*"]),
-    package_data={"bokeh_flask": ["templates/bokeh/*.html", "py.typed"]},
+    package_data={"bokeh_flask": ["web/templates/bokeh/*.html", "py.typed"]},
     python_requires=">=3.10",
+    # What the package imports, with the ranges the test legs run (scripts/test). The
+    # websocket transport subclasses simple-websocket's Server and drives wsproto directly,
+    # so both are held to the releases it was tested with; werkzeug's reloader (--dev)
+    # is a private module of werkzeug 2.3 to 3.x.
     install_requires=[
         "bokeh>=3.6",
         "flask>=2.3",
-        "flask-sock>=0.7",
-        "gevent>=23.9",
-        "gunicorn>=21.2",
+        "werkzeug>=2.3,<4",
         "jinja2>=3.1",
         "itsdangerous>=2.1",
+        "markupsafe>=2.1",
+        "tornado>=6.2",
+        "gevent>=23.9",
+        "gunicorn>=21.2",
+        "simple-websocket>=1.1,<1.2",
+        "wsproto>=1.2,<2",
     ],
     extras_require={
         "test": [
@@ -28,12 +36,14 @@ setup(
             "nbconvert>=7",
             "psutil>=5.9",
             "hypothesis>=6.100",
+            "import-linter>=2.1",
         ],
     },
-    entry_points={"console_scripts": ["bokeh-flask = bokeh_flask.cli:main"]},
+    entry_points={"console_scripts": ["bokeh-flask = bokeh_flask.runtime.cli:main"]},
+    license_expression="BSD-3-Clause",
+    license_files=["LICENSE"],
     classifiers=[
         "Framework :: Flask",
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: BSD License",
     ],
 )

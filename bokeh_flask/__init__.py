@@ -1,7 +1,9 @@
 """bokeh-flask: serve live Bokeh applications from a Flask blueprint on gevent.
 
 The public names are imported lazily so that ``bokeh-flask serve`` can let
-gevent patch the standard library before Flask or bokeh are imported.
+gevent patch the standard library before Flask or bokeh are imported. The
+code lives in three layers, whose imports point one way (runtime -> web ->
+core; see ``docs/architecture.md``).
 """
 from __future__ import annotations
 
@@ -9,20 +11,25 @@ import importlib
 import typing as t
 
 if t.TYPE_CHECKING:
-    from .extension import BokehFlask as BokehFlask
-    from .factory import create_app as create_app
-    from .factory import create_app_from_env as create_app_from_env
-    from .server import Server as Server
-    from .settings import ServerSettings as ServerSettings
+    from .core.settings import ServerSettings as ServerSettings
+    from .runtime.assembly import BokehFlask as BokehFlask
+    from .runtime.assembly import create_app as create_app
+    from .runtime.assembly import create_app_from_env as create_app_from_env
+    from .runtime.server import Server as Server
+    from .web.auth import set_secure_cookie as set_secure_cookie
+    from .web.xsrf import xsrf_form_html as xsrf_form_html
 
-__all__ = ["BokehFlask", "Server", "ServerSettings", "create_app", "create_app_from_env"]
+__all__ = ["BokehFlask", "Server", "ServerSettings", "create_app", "create_app_from_env", "set_secure_cookie",
+           "xsrf_form_html"]
 
 _WHERE = {
-    "BokehFlask": ".extension",
-    "Server": ".server",
-    "ServerSettings": ".settings",
-    "create_app": ".factory",
-    "create_app_from_env": ".factory",
+    "BokehFlask": ".runtime.assembly",
+    "Server": ".runtime.server",
+    "ServerSettings": ".core.settings",
+    "create_app": ".runtime.assembly",
+    "create_app_from_env": ".runtime.assembly",
+    "set_secure_cookie": ".web.auth",
+    "xsrf_form_html": ".web.xsrf",
 }
 
 

@@ -1,5 +1,5 @@
 """``python -m bokeh_flask`` is the ``bokeh-flask`` command."""
-from bokeh_flask.cli import main
+from bokeh_flask.runtime.cli import main
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,18 @@ from tests.support.servers import _ServerFactory
 pytest_plugins = ("tests.support.browser",)
 
 
+@pytest.fixture(autouse=True)
+def _clean_bokeh_environment(monkeypatch):
+    """Each test starts without bokeh's ``BOKEH_*`` variables or a loaded bokeh config file."""
+    import os
+
+    from bokeh.settings import settings as bokeh_settings
+
+    for name in [n for n in os.environ if n.startswith("BOKEH_") and not n.startswith("BOKEH_FLASK_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(bokeh_settings, "_config_override", {})
+
+
 @pytest.fixture
 def serve():
     """``serve(*files, extra_args=())`` -> RunningServer, stopped when the test ends."""

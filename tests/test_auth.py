@@ -15,8 +15,9 @@ from bokeh.util.token import get_session_id
 from flask import Flask, session
 
 from bokeh_flask import BokehFlask
-from bokeh_flask.signed_cookies import create_signed_value, decode_signed_value
-from bokeh_flask.tornado_shim import RequestHandlerShim
+from tornado.web import create_signed_value
+
+from bokeh_flask.web.tornado_shim import RequestHandlerShim
 from tests.support.bokeh_ws import BokehWS, models_by_name
 from tests.support.servers import EXAMPLES, REPO_ROOT
 
@@ -25,16 +26,25 @@ AUTH_MODULE = EXAMPLES / "auth" / "auth_module.py"
 COOKIE_SECRET = "a-cookie-secret-for-tests"
 
 
-def test_signed_cookies_match_tornados_format():
-    web = pytest.importorskip("tornado.web")
-    theirs = web.create_signed_value(COOKIE_SECRET, "user", "alice")
-    assert decode_signed_value(COOKIE_SECRET, "user", theirs) == b"alice"
-    ours = create_signed_value(COOKIE_SECRET, "user", "bob")
-    assert web.decode_signed_value(COOKIE_SECRET, "user", ours) == b"bob"
-    assert decode_signed_value(COOKIE_SECRET, "other-name", ours) is None
-    assert decode_signed_value("wrong secret", "user", ours) is None
-    assert decode_signed_value(COOKIE_SECRET, "user", ours.replace(b"Ym9i", b"YWxp")) is None
-    assert decode_signed_value(COOKIE_SECRET, "user", ours, max_age_days=1, now=2e10) is None
+def _shim_with_cookie(value: bytes) -> RequestHandlerShim:
+    app = Flask("t")
+    with app.test_request_context("/", headers={"Cookie": f"user={value.decode()}"}):
+        from flask import request
+
+        return RequestHandlerShim(request, COOKIE_SECRET)
+
+
+def test_secure_cookies_are_tornados():
+    """get_secure_cookie reads what Tornado (and set_secure_cookie) write, and nothing forged or stale."""
+    assert _shim_with_cookie(create_signed_value(COOKIE_SECRET, "user", "alice")).get_secure_cookie("user") == b"alice"
+    other_name = create_signed_value(COOKIE_SECRET, "other", "alice")
+    assert _shim_with_cookie(other_name).get_secure_cookie("user") is None
+    wrong_secret = create_signed_value("wrong secret", "user", "alice")
+    assert _shim_with_cookie(wrong_secret).get_secure_cookie("user") is None
+    old = create_signed_value(COOKIE_SECRET, "user", "alice", clock=lambda: 1e9)
+    assert _shim_with_cookie(old).get_secure_cookie("user") is None  # older than 31 days
+    sha1 = create_signed_value(COOKIE_SECRET, "user", "alice", version=1)
+    assert _shim_with_cookie(sha1).get_secure_cookie("user") is None  # only the SHA-256 format
 
 
 def test_shim_offers_what_auth_modules_read():
@@ -152,12 +162,12 @@ def test_flask_native_authorize_guards_every_route():
 
 
 def test_xsrf_tokens_guard_unsafe_methods(tmp_path):
-    from bokeh_flask import xsrf
+    from bokeh_flask.web import xsrf
 
     module = tmp_path / "auth.py"
     module.write_text(
         "from flask import request\n"
-        "from bokeh_flask.xsrf import xsrf_form_html\n"
+        "from bokeh_flask.web.xsrf import xsrf_form_html\n"
         "login_url = '/login'\n"
         "def get_user(handler):\n    return handler.get_cookie('user')\n"
         "def LoginHandler():\n"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bokeh.document import Document
 
-from bokeh_flask.sessions import ServerSession
+from bokeh_flask.core.sessions import ServerSession
 from tests.support.clock import ManualScheduler
 
 

@@ -9,8 +9,8 @@ from bokeh.document import Document
 from bokeh.models import ColumnDataSource, Div, Slider
 from bokeh.protocol import Protocol
 
-from bokeh_flask.connection import SETTLE_SECONDS, ProtocolViolation, ServerConnection
-from bokeh_flask.sessions import ServerSession
+from bokeh_flask.core.connection import SETTLE_SECONDS, ProtocolViolation, ServerConnection
+from bokeh_flask.core.sessions import ServerSession
 from tests.support.clock import ManualScheduler
 from tests.support.recording import RecordingTransport
 

@@ -9,9 +9,9 @@ from bokeh.application import Application
 from bokeh.application.handlers.function import FunctionHandler
 from bokeh.models import Div
 
-from bokeh_flask.contexts import ApplicationContext
-from bokeh_flask.errors import SessionError
-from bokeh_flask.loading import application_from_path
+from bokeh_flask.core.contexts import ApplicationContext
+from bokeh_flask.core.errors import SessionError
+from bokeh_flask.core.loading import application_from_path
 from tests.support.clock import ManualScheduler
 
 
@@ -36,7 +36,7 @@ def test_session_is_built_once_per_id():
 def test_concurrent_creation_of_one_id_builds_one_document():
     """Two greenlets ask for the same id while the app is still building it."""
     gevent = pytest.importorskip("gevent")
-    from bokeh_flask.greenlets import GeventScheduler
+    from bokeh_flask.runtime.greenlets import GeventScheduler
 
     built: list = []
 
@@ -147,7 +147,7 @@ def test_cleanup_spreads_discards_over_separate_calls():
 def test_request_reaches_the_session_context_from_the_token():
     from bokeh.util.token import generate_jwt_token
 
-    from bokeh_flask.requests import RequestInfo
+    from bokeh_flask.core.requests import RequestInfo
 
     seen = {}
 

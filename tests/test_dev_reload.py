@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 
@@ -22,7 +23,36 @@ def test_editing_the_app_restarts_the_server(serve, tmp_path):
     server.wait_for_output(r"Reloading: .*live\.py changed", since=mark, timeout=20)
     running = server.wait_for_output(r"Bokeh app running at: http://127\.0\.0\.1:(\d+)/live", since=mark, timeout=60)
     assert pull_texts(f"http://localhost:{running.group(1)}/live")["texts"] == {"v": "version 2"}
-    assert server.proc.poll() is None  # the same process, re-executed
+    assert server.proc.poll() is None  # the same parent process, with a new child serving
+
+
+HELPER_APP = """\
+import sys
+from bokeh.io import curdoc
+from bokeh.models import Div
+from helper import VALUE
+curdoc().add_root(Div(text=f"{VALUE} dev_mode={sys.flags.dev_mode}", name="v"))
+"""
+
+
+def test_editing_a_module_the_app_imports_restarts_with_the_same_interpreter_flags(serve, tmp_path):
+    """A helper module is watched because the app imported it; ``-X dev`` survives the restart."""
+    from tests.support.servers import RUNNING_AT
+
+    (tmp_path / "helper.py").write_text('VALUE = "helper 1"\n')
+    app = tmp_path / "uses_helper.py"
+    app.write_text(HELPER_APP)
+    cmd = [sys.executable, "-X", "dev", "-m", "bokeh_flask", "serve", str(app), "--port", "0",
+           "--address", "127.0.0.1", "--dev"]
+    server = serve.command(cmd, RUNNING_AT)
+    assert pull_texts(server.app_url("uses_helper"))["texts"] == {"v": "helper 1 dev_mode=True"}
+    mark = server.mark()
+    (tmp_path / "helper.py").write_text('VALUE = "helper 2"\n')
+    server.wait_for_output(r"Reloading: .*helper\.py changed", since=mark, timeout=20)
+    running = server.wait_for_output(r"Bokeh app running at: http://127\.0\.0\.1:(\d+)/uses_helper", since=mark,
+                                     timeout=60)
+    assert pull_texts(f"http://localhost:{running.group(1)}/uses_helper")["texts"] == {
+        "v": "helper 2 dev_mode=True"}
 
 
 def test_dev_with_several_processes_is_an_error():

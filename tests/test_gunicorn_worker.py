@@ -6,7 +6,7 @@ import signal
 
 from gunicorn.arbiter import Arbiter
 
-from bokeh_flask.gunicorn_worker import _queued_signals
+from bokeh_flask.runtime.gunicorn_worker import _queued_signals
 
 
 class _Master:

@@ -11,11 +11,11 @@ import pytest
 from bokeh.core.serialization import Deserializer
 from bokeh.util.token import generate_jwt_token
 
-from bokeh_flask.connection import MessageTooBig, ProtocolViolation, ServerConnection, _describe
-from bokeh_flask.errors import PermissionDenied
-from bokeh_flask.limits import (INFLATE_FLOOR, InflateLimitExceeded, inflate, install_bounded_bytes_decoder,
+from bokeh_flask.core.connection import MessageTooBig, ProtocolViolation, ServerConnection, _describe
+from bokeh_flask.core.errors import PermissionDenied
+from bokeh_flask.core.limits import (INFLATE_FLOOR, InflateLimitExceeded, inflate, install_bounded_bytes_decoder,
                                 read_token_payload)
-from bokeh_flask.sessions import ServerSession
+from bokeh_flask.core.sessions import ServerSession
 from tests.support.clock import ManualScheduler
 from tests.support.recording import RecordingTransport
 

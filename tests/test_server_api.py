@@ -15,7 +15,7 @@ SCRIPT = """
     from bokeh.application.handlers.lifecycle import LifecycleHandler
     from bokeh.models import Div
     from bokeh_flask import Server
-    from bokeh_flask.errors import ConfigError
+    from bokeh_flask.core.errors import ConfigError
 
     events = []
 
@@ -78,7 +78,7 @@ FROM_SETTINGS = """
     from bokeh.models import Div
     from bokeh.util.token import check_session_id_signature, get_session_id
     from bokeh_flask import Server
-    from bokeh_flask.errors import ConfigError
+    from bokeh_flask.core.errors import ConfigError
 
     server = Server.from_settings({"/app": lambda doc: doc.add_root(Div(text="x"))}, port=0,
                                   address="127.0.0.1")
@@ -175,7 +175,7 @@ NUM_PROCS_ERRORS = """
     from bokeh.application import Application
     from bokeh.application.handlers.function import FunctionHandler
     from bokeh_flask import Server
-    from bokeh_flask.errors import ConfigError
+    from bokeh_flask.core.errors import ConfigError
 
     def modify(doc):
         pass

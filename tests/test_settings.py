@@ -4,24 +4,46 @@ from __future__ import annotations
 import pytest
 from bokeh.util.token import generate_jwt_token, generate_secret_key, generate_session_id, get_token_payload
 
-from bokeh_flask.errors import ConfigError, PermissionDenied
-from bokeh_flask.origins import origin_allowed
-from bokeh_flask.requests import RequestInfo
-from bokeh_flask.settings import ServerSettings, env_websocket_origins
-from bokeh_flask.tokens import check_token, requested_session, token_for
+from bokeh_flask.core.errors import ConfigError, PermissionDenied
+from bokeh_flask.core.origins import origin_allowed
+from bokeh_flask.core.requests import RequestInfo
+from bokeh_flask.core.settings import ServerSettings, env_websocket_origins
+from bokeh_flask.core.tokens import check_token, requested_session, token_for
 
 SECRET = generate_secret_key()
 
 
-def test_precedence_kwargs_then_config_then_environment():
-    config = {"BOKEH_KEEP_ALIVE_MILLISECONDS": 5, "BOKEH_PREFIX": "cfg"}
-    environ = {"BOKEH_SECRET_KEY": SECRET, "BOKEH_SIGN_SESSIONS": "yes", "BOKEH_ICO_PATH": "none"}
-    s = ServerSettings.resolve({"prefix": "kw/"}, config, environ)
+def test_precedence_kwargs_then_config_then_environment(monkeypatch):
+    config = {"BOKEH_KEEP_ALIVE_MILLISECONDS": 5, "BOKEH_PREFIX": "cfg", "BOKEH_COOKIE_SECRET": "from-config"}
+    for name, value in {"BOKEH_SECRET_KEY": SECRET, "BOKEH_SIGN_SESSIONS": "yes", "BOKEH_ICO_PATH": "none",
+                        "BOKEH_COOKIE_SECRET": "from-env", "BOKEH_XSRF_COOKIES": "true"}.items():
+        monkeypatch.setenv(name, value)
+    s = ServerSettings.resolve({"prefix": "kw/"}, config)
     assert s.prefix == "/kw"
     assert s.keep_alive_milliseconds == 5
     assert s.sign_sessions is True and s.secret_key == SECRET.encode()
-    assert s.ico_path == "none"
-    assert ServerSettings.resolve({}, {}, {}).keep_alive_milliseconds == 37_000
+    assert s.ico_path == "none" and s.xsrf_cookies is True
+    assert s.cookie_secret == "from-config"  # app.config over the environment
+    monkeypatch.delenv("BOKEH_SIGN_SESSIONS")
+    assert ServerSettings.resolve({}, {}).keep_alive_milliseconds == 37_000
+
+
+def test_bokeh_config_file_is_read_through_bokeh_settings(monkeypatch, tmp_path):
+    """``--use-config`` files reach every entry point, because settings are read through bokeh.settings."""
+    from bokeh.settings import settings as bokeh_settings
+
+    config = tmp_path / "bokeh.yaml"
+    config.write_text("cookie_secret: from-yaml\nxsrf_cookies: true\n")
+    monkeypatch.setattr(bokeh_settings, "_config_override", {})
+    bokeh_settings.load_config(str(config))
+    s = ServerSettings.resolve({})
+    assert s.cookie_secret == "from-yaml" and s.xsrf_cookies is True
+    assert ServerSettings.resolve({"cookie_secret": "kw"}).cookie_secret == "kw"
+
+
+def test_unset_bokeh_settings_leave_the_defaults():
+    s = ServerSettings.resolve({})
+    assert s.ico_path is None and s.secret_key is None and s.sign_sessions is False
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -33,7 +55,7 @@ def test_precedence_kwargs_then_config_then_environment():
 ])
 def test_invalid_settings_name_the_fix(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        ServerSettings.resolve(overrides, {}, {})
+        ServerSettings.resolve(overrides, {})
 
 
 def test_default_websocket_allowlist_is_localhost_on_the_port():
@@ -56,9 +78,10 @@ def test_origin_matching(origin, allowlist, allowed):
     assert origin_allowed(origin, allowlist) is allowed
 
 
-def test_env_allowlist_overrides():
-    assert env_websocket_origins({"BOKEH_ALLOW_WS_ORIGIN": "a.com, b.com:81"}) == {"a.com:80", "b.com:81"}
-    assert env_websocket_origins({}) is None
+def test_env_allowlist_overrides(monkeypatch):
+    assert env_websocket_origins() is None
+    monkeypatch.setenv("BOKEH_ALLOW_WS_ORIGIN", "a.com, b.com:81")
+    assert env_websocket_origins() == {"a.com:80", "b.com:81"}
 
 
 def test_requested_session_rules():
@@ -118,7 +141,7 @@ def test_weak_secret_keys_are_refused(key, ok):
 
 
 def test_huge_headers_are_shed_to_keep_the_token_small(caplog):
-    from bokeh_flask.tokens import MAX_TOKEN_BYTES
+    from bokeh_flask.core.tokens import MAX_TOKEN_BYTES
 
     noise = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(6000))  # does not compress away
     request = RequestInfo(arguments={"N": [b"1"]}, headers={"X-Huge": noise, "X-Small": "ok"},
@@ -129,3 +152,39 @@ def test_huge_headers_are_shed_to_keep_the_token_small(caplog):
     assert payload["headers"] == {"X-Small": "ok"} and payload["cookies"] == {"small": "1"}
     assert payload["arguments"] == {"N": [b"1"]}
     assert "header X-Huge" in caplog.text and "cookie big" in caplog.text
+
+
+ALLOWLIST_CASES = [
+    # (host the Origin names, --allow-websocket-origin patterns)
+    ("dashboard.corp", ["dashboard.corp"]),
+    ("dashboard.corp.attacker.com", ["dashboard.corp"]),
+    ("attacker.com", ["dashboard.corp"]),
+    ("dashboard.corp:8080", ["dashboard.corp"]),
+    ("dashboard.corp:8080", ["dashboard.corp:8080"]),
+    ("dashboard.corp:8080", ["dashboard.corp:*"]),
+    ("a.example.com", ["*.example.com"]),
+    ("a.b.example.com", ["*.example.com"]),
+    ("example.com", ["*.example.com"]),
+    ("192.168.1.7:5006", ["192.168.*.*:5006"]),
+    ("192.168.1.7:5007", ["192.168.*.*:5006"]),
+    ("10.0.0.1", ["192.168.*.*"]),
+    ("localhost:5006", ["localhost:5006", "other.org"]),
+    ("localhost", ["localhost:5006"]),
+    ("other.org", ["localhost:5006", "other.org"]),
+    ("anything.at.all:1234", ["*"]),
+]
+
+
+@pytest.mark.parametrize("host, patterns", ALLOWLIST_CASES)
+def test_origin_matching_agrees_with_bokeh(host, patterns):
+    """Our allowlist matching gives bokeh's answer (bokeh >= 3.8.2, which fixed suffix matches)."""
+    import bokeh
+    from bokeh.server.util import check_allowlist
+
+    if tuple(int(p) for p in bokeh.__version__.split(".")[:3] if p.isdigit()) < (3, 8, 2):
+        pytest.skip("bokeh < 3.8.2 matched dashboard.corp against dashboard.corp.attacker.com")
+    # bokeh's create_hosts_allowlist adds the default port as here (it refuses "host:*",
+    # which its matcher supports and this server accepts)
+    theirs = check_allowlist(host, [p if ":" in p or p == "*" else f"{p}:80" for p in patterns])
+    ours = origin_allowed(f"https://{host}", ServerSettings(allow_websocket_origin=tuple(patterns)).websocket_origins())
+    assert ours is theirs

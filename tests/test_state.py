@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from bokeh.application import Application
 
-from bokeh_flask.settings import ServerSettings
-from bokeh_flask.state import BokehState
+from bokeh_flask.core.settings import ServerSettings
+from bokeh_flask.core.state import BokehState
 from tests.support.clock import ManualScheduler
 
 

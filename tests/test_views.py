@@ -159,8 +159,8 @@ def test_two_sets_of_apps_in_one_site():
 
 
 def test_same_origin_rule_and_trusted_hosts():
-    from bokeh_flask.views import same_origin_allowed
-    from bokeh_flask.settings import ServerSettings
+    from bokeh_flask.web.cors import same_origin_allowed
+    from bokeh_flask.core.settings import ServerSettings
 
     app = create_app({"/a": div_app()})
     state = app.extensions["bokeh"]["bokeh"]

@@ -16,8 +16,8 @@ from html import escape
 
 from flask import make_response, redirect, request
 
-from bokeh_flask.auth import set_secure_cookie
-from bokeh_flask.xsrf import xsrf_form_html
+from bokeh_flask import set_secure_cookie
+from bokeh_flask import xsrf_form_html
 
 USERS = {"alice": "wonderland", "bob": "builder"}
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import (_RUNNING_AT, REPO_ROOT, STARTUP_TIMEOUT, STOP_TIMEOUT, RunningServer,
+from tests.support.servers import (RUNNING_AT, REPO_ROOT, STARTUP_TIMEOUT, STOP_TIMEOUT, RunningServer,
                                    _OutputReader, _stop_process, server_command)
 
 pytest.importorskip("playwright.sync_api", reason="browser tests need the 'playwright' package")
@@ -102,7 +102,7 @@ class Launcher:
     def bokeh(self, *files, extra_args=()) -> _Starting:
         """A bokeh-flask (or, with BOKEH_FLASK_TEST_SERVER=bokeh, bokeh) server."""
         return self.start([*server_command(), *files, "--port", "0", "--address", "127.0.0.1", *extra_args],
-                          _RUNNING_AT)
+                          RUNNING_AT)
 
     def script(self, path: Path, *args, ready: re.Pattern) -> _Starting:
         return self.start([sys.executable, path, *args], ready)

@@ -6,7 +6,7 @@ import itertools
 import threading
 import typing as t
 
-from bokeh_flask.scheduling import finish_in_new_loop
+from bokeh_flask.core.scheduling import finish_in_new_loop
 
 
 class _Handle:

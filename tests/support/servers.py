@@ -24,7 +24,7 @@ SERVER_ENV_VAR = "BOKEH_FLASK_TEST_SERVER"
 STARTUP_TIMEOUT = 60.0  # seconds until the "Bokeh app running at" line must appear
 STOP_TIMEOUT = 15.0  # seconds to wait after SIGTERM before SIGKILL
 
-_RUNNING_AT = re.compile(r"Bokeh app running at: (?P<scheme>https?)://(?P<host>[^/:\s]+):(?P<port>\d+)(?P<path>/\S*)?")
+RUNNING_AT = re.compile(r"Bokeh app running at: (?P<scheme>https?)://(?P<host>[^/:\s]+):(?P<port>\d+)(?P<path>/\S*)?")
 
 
 def server_command() -> list[str]:
@@ -72,7 +72,7 @@ class RunningServer(str):
 
     @property
     def app_paths(self) -> list[str]:
-        return [m.group("path") or "/" for m in _RUNNING_AT.finditer(self.output())]
+        return [m.group("path") or "/" for m in RUNNING_AT.finditer(self.output())]
 
     def app_url(self, name: str) -> str:
         return f"{self.browser_url}/{name.lstrip('/')}"
@@ -180,7 +180,7 @@ def start_process(cmd: list[str], ready: re.Pattern, env: dict[str, str] | None 
 def _start_server(files, extra_args=(), env: dict[str, str] | None = None) -> RunningServer:
     cmd = [*server_command(), *(str(f) for f in files),
            "--port", "0", "--address", "127.0.0.1", *(str(a) for a in extra_args)]
-    return start_process(cmd, _RUNNING_AT, env)
+    return start_process(cmd, RUNNING_AT, env)
 
 
 class _ServerFactory:

@@ -1,0 +1,182 @@
+"""The state one Flask app keeps for its bokeh applications, and its background jobs.
+
+A :class:`BokehState` lives in ``app.extensions["bokeh"]`` (keyed by blueprint
+name). It owns the application contexts, the open connections and the
+periodic jobs ``bokeh serve`` runs: unused-session cleanup, keep-alive pings,
+and the stats and memory logs.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import typing as t
+import weakref
+
+from bokeh.application import Application
+
+from .auth import AuthProvider
+from .connection import ServerConnection
+from .contexts import ApplicationContext
+from .ports import Relay, Runtime
+from .scheduling import Handle, Scheduler
+from .settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+#: every BokehState of this process, so a gunicorn worker can drain and stop them all
+_LIVE_STATES: weakref.WeakSet[BokehState] = weakref.WeakSet()
+
+
+def live_states() -> list[BokehState]:
+    """The BokehStates of this process (one per registration of the blueprint)."""
+    return list(_LIVE_STATES)
+
+
+class ProcessInfo:
+    """How many processes serve the same apps (bokeh-flask's gunicorn worker sets it)."""
+
+    sibling_processes = 1
+
+
+class _Repeating:
+    """Run ``fn`` every ``interval`` seconds on a scheduler until stopped."""
+
+    def __init__(self, scheduler: Scheduler, interval: float, fn: t.Callable[[], object]) -> None:
+        self._scheduler = scheduler
+        self._interval = interval
+        self._fn = fn
+        self._handle: Handle | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        self._handle = self._scheduler.call_later(self._interval, self._tick)
+
+    def _tick(self) -> None:
+        if self._stopped:
+            return
+        try:
+            self._fn()
+        finally:
+            if not self._stopped:
+                self._handle = self._scheduler.call_later(self._interval, self._tick)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+class BokehState:
+    """Everything one registration of the bokeh blueprint serves and runs."""
+
+    def __init__(self, applications: t.Mapping[str, Application], settings: ServerSettings,
+                 scheduler: Scheduler, url_prefix: str = "", auth: AuthProvider | None = None,
+                 runtime: Runtime | None = None) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.scheduler = scheduler
+        #: accepts this registration's websockets (the web layer's websocket view uses it)
+        self.runtime = runtime
+        self.url_prefix = url_prefix
+        self.contexts = {route: ApplicationContext(app, route, scheduler) for route, app in applications.items()}
+        self.connections: set[ServerConnection] = set()
+        #: this worker's relay to the other workers (``--num-procs``), set when the worker starts
+        self.relay: Relay | None = None
+        self._jobs: list[_Repeating] = []
+        self.started = False
+        self.stopped = False
+        self.draining = False
+        _LIVE_STATES.add(self)
+
+    # -- queries --------------------------------------------------------------
+
+    @property
+    def app_paths(self) -> list[str]:
+        return sorted(self.contexts)
+
+    def context_for(self, app_path: str) -> ApplicationContext:
+        return self.contexts[app_path]
+
+    def session_count(self) -> int:
+        return sum(len(c.sessions) for c in self.contexts.values())
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run ``on_server_loaded`` hooks and start the periodic jobs (once)."""
+        if self.started:
+            return
+        self.started = True
+        s = self.settings
+        self._every(s.check_unused_sessions_milliseconds, self.cleanup_sessions)
+        if s.keep_alive_milliseconds > 0:
+            self._every(s.keep_alive_milliseconds, self.send_keep_alive)
+        self._every(s.stats_log_frequency_milliseconds, self.log_stats)
+        if s.mem_log_frequency_milliseconds > 0:
+            self._every(s.mem_log_frequency_milliseconds, self.log_memory)
+        for context in self.contexts.values():
+            context.run_load_hook()
+        atexit.register(self.stop)
+
+    def drain(self) -> None:
+        """The process is going away: close each websocket with 1001 so its client reconnects elsewhere.
+
+        A new connection that has not answered a message yet (a page still
+        loading) closes right after its first reply instead, so the page loads
+        first; call again to close those that stayed silent (see
+        :meth:`ServerConnection.close_when_settled`).
+        """
+        self.draining = True
+        for connection in list(self.connections):
+            connection.close_when_settled()
+
+    def stop(self) -> None:
+        """Stop jobs, discard every session (running destroy hooks), run ``on_server_unloaded``."""
+        if self.stopped or not self.started:
+            return
+        self.stopped = True
+        for job in self._jobs:
+            job.stop()
+        for connection in list(self.connections):
+            connection.close(1001, "server shutting down")
+        for context in self.contexts.values():
+            context.discard_all()
+            context.run_unload_hook()
+        atexit.unregister(self.stop)
+
+    def _every(self, milliseconds: int, fn: t.Callable[[], object]) -> None:
+        job = _Repeating(self.scheduler, milliseconds / 1000.0, fn)
+        self._jobs.append(job)
+        job.start()
+
+    # -- jobs -----------------------------------------------------------------
+
+    def cleanup_sessions(self) -> None:
+        lifetime = self.settings.unused_session_lifetime_milliseconds
+        for context in self.contexts.values():
+            context.cleanup_unused(lifetime)
+
+    def send_keep_alive(self) -> None:
+        for connection in list(self.connections):
+            connection.send_ping()
+
+    def log_stats(self) -> None:
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        log.debug("[pid %d] %d clients connected", os.getpid(), len(self.connections))
+        lifetime = self.settings.unused_session_lifetime_milliseconds
+        for route, context in sorted(self.contexts.items()):
+            sessions = context.sessions
+            unused = sum(1 for s in sessions if s.is_unused(lifetime))
+            log.debug("[pid %d]   %s has %d sessions with %d unused", os.getpid(), route, len(sessions), unused)
+
+    def log_memory(self) -> None:
+        try:
+            import psutil  # optional: only --mem-log-frequency needs it
+        except ImportError:
+            log.warning("--mem-log-frequency needs psutil: pip install psutil")
+            return
+        info = psutil.Process().memory_info()
+        log.info("[pid %d] Memory usage: %0.2f MB (RSS), %0.2f MB (VMS)", os.getpid(),
+                 info.rss / 2**20, info.vms / 2**20)

@@ -1,0 +1,61 @@
+"""The public objects, assembled: ``BokehFlask`` with its runtime, and the Flask app factories.
+
+:class:`BokehFlask` is the web layer's extension with this package's runtime
+(gevent, or threads under ``flask run``) filled in; :func:`create_app` and
+:func:`create_app_from_env` make a Flask app whose only job is to serve bokeh
+apps, for ``Server``, gunicorn, ``wsgi.py`` and ``flask run``.
+"""
+from __future__ import annotations
+
+import os
+import typing as t
+
+from flask import Flask
+
+from ..core.ports import Runtime
+from ..web import extension
+from .transport import SimpleWebSocketRuntime
+
+APPS_ENV = "BOKEH_FLASK_APPS"
+ARGS_ENV = "BOKEH_FLASK_ARGS"
+PREFIX_ENV = "BOKEH_FLASK_PREFIX"
+
+
+class BokehFlask(extension.BokehFlask):
+    """Serve bokeh applications from a Flask app (see :class:`bokeh_flask.web.extension.BokehFlask`).
+
+    Websockets and timers run on gevent when it has patched the standard
+    library, else on OS threads.
+    """
+
+    def default_runtime(self) -> Runtime:
+        return SimpleWebSocketRuntime()
+
+
+def create_app(applications: t.Any = None, *, argv: t.Sequence[str] | None = None,
+               import_name: str = "bokeh_flask.app", **settings: t.Any) -> Flask:
+    """A Flask app whose only job is to serve ``applications`` like ``bokeh serve``.
+
+    ``settings`` are :class:`~bokeh_flask.core.settings.ServerSettings` fields; the
+    ``prefix`` setting becomes the blueprint's URL prefix.
+    """
+    app = Flask(import_name, static_folder=None)  # /static/ is BokehJS
+    BokehFlask(applications, argv=argv, **settings).init_app(app, url_prefix=settings.get("prefix") or None)
+    return app
+
+
+def create_app_from_env(environ: t.Mapping[str, str] | None = None, **settings: t.Any) -> Flask:
+    """``create_app`` configured by environment variables (for ``wsgi.py`` and gunicorn).
+
+    ``BOKEH_FLASK_APPS``: paths of scripts, notebooks or directories, separated
+    by ``os.pathsep`` (``:`` on Linux); none serves an empty app at ``/``.
+    ``BOKEH_FLASK_ARGS``: arguments the apps see in ``sys.argv`` (split on spaces).
+    ``BOKEH_FLASK_PREFIX``: URL prefix. Other settings come from bokeh's own
+    variables (``BOKEH_ALLOW_WS_ORIGIN``, ``BOKEH_SECRET_KEY`` ...).
+    """
+    environ = os.environ if environ is None else environ
+    paths = [p for p in environ.get(APPS_ENV, "").split(os.pathsep) if p.strip()]
+    argv = environ.get(ARGS_ENV, "").split() or None
+    if environ.get(PREFIX_ENV):
+        settings.setdefault("prefix", environ[PREFIX_ENV])
+    return create_app(paths or None, argv=argv, **settings)

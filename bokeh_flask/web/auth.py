@@ -1,0 +1,96 @@
+"""Who may use the apps: ``--auth-module`` files and a Flask-native check.
+
+An auth module is the file ``bokeh serve --auth-module`` takes, with the same
+names: ``get_user(request_handler)`` or ``async def get_user_async(...)``,
+``login_url`` (and optionally a ``LoginHandler``) or ``get_login_url(...)``,
+and optionally ``logout_url`` and ``LogoutHandler``. The functions receive a
+:class:`~bokeh_flask.web.tornado_shim.RequestHandlerShim`, which offers the parts of
+Tornado's ``RequestHandler`` such modules read (cookies, signed cookies,
+headers, arguments, ``remote_ip``). ``LoginHandler`` / ``LogoutHandler`` must be
+Flask views (a function or a ``flask.views.View`` class).
+
+In a Flask site, ``BokehFlask(..., authorize=fn, login_url="/login")`` does the
+same with ``fn()`` returning the current user (from ``flask.session``,
+Flask-Login's ``current_user`` ...) or ``None``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import os
+import typing as t
+import uuid
+
+from flask.views import View
+from tornado.web import create_signed_value
+
+from ..core.auth import AuthProvider
+from ..core.errors import ConfigError
+from .current import current_state
+
+log = logging.getLogger(__name__)
+
+
+def load_auth_module(path: str) -> AuthProvider:
+    """Read an ``--auth-module`` file (its code runs, as under ``bokeh serve``)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"Auth module file does not exist: {path}")
+    spec = importlib.util.spec_from_file_location(f"bokeh_flask_auth_{uuid.uuid4().hex}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"Cannot load auth module {path}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        raise ConfigError(f"Auth module {path} failed to load: {type(error).__name__}: {error}") from error
+    names = vars(module)
+    return AuthProvider(
+        get_user=names.get("get_user"),
+        get_user_async=names.get("get_user_async"),
+        login_url=names.get("login_url"),
+        get_login_url=names.get("get_login_url"),
+        logout_url=names.get("logout_url"),
+        login_view=_flask_view(names.get("LoginHandler"), "LoginHandler", path),
+        logout_view=_flask_view(names.get("LogoutHandler"), "LogoutHandler", path),
+    )
+
+
+def _flask_view(handler: t.Any, what: str, path: str) -> t.Callable[..., t.Any] | None:
+    """A ``LoginHandler`` / ``LogoutHandler`` as a Flask view function."""
+    if handler is None:
+        return None
+    if inspect.isclass(handler):
+        if any(c.__module__.startswith("tornado.") and c.__name__ == "RequestHandler" for c in handler.__mro__):
+            raise ConfigError(
+                f"{what} in {path} is a Tornado RequestHandler; bokeh-flask mounts Flask views: "
+                f"make it a function or a flask.views.View class"
+            )
+        if issubclass(handler, View):
+            return t.cast(t.Callable[..., t.Any], handler.as_view(what.lower()))
+        raise ConfigError(f"{what} in {path} must be a function or a flask.views.View class")
+    if callable(handler):
+        return t.cast(t.Callable[..., t.Any], handler)
+    raise ConfigError(f"{what} in {path} must be a function or a flask.views.View class")
+
+
+def provider_from_callable(authorize: t.Callable[[], t.Any], login_url: str | None,
+                           logout_url: str | None = None) -> AuthProvider:
+    """The Flask-native path: ``authorize()`` returns the current user or ``None``."""
+    if login_url is None:
+        raise ConfigError("authorize= needs login_url= (where to send users who are not logged in)")
+    return AuthProvider(get_user=lambda handler: authorize(), login_url=login_url, logout_url=logout_url,
+                        urls_under_blueprint=False)
+
+
+def set_secure_cookie(response: t.Any, name: str, value: str, **options: t.Any) -> None:
+    """Set a cookie signed with ``--cookie-secret`` that ``get_secure_cookie`` will accept.
+
+    For ``LoginHandler`` views: ``set_secure_cookie(response, "user", "alice")``.
+    """
+    secret = current_state().settings.cookie_secret
+    if not secret:
+        raise ConfigError("set_secure_cookie needs --cookie-secret (or BOKEH_COOKIE_SECRET)")
+    options.setdefault("httponly", True)
+    options.setdefault("samesite", "Lax")
+    response.set_cookie(name, create_signed_value(secret, name, value).decode("ascii"), **options)

@@ -1,0 +1,148 @@
+"""``BokehFlask``: bokeh applications as a Flask blueprint (or extension).
+
+Two equivalent ways to mount apps in any Flask site::
+
+    bk = BokehFlask({"/sliders": "sliders.py"})
+    bk.init_app(app, url_prefix="/dash")           # extension style
+    # or
+    app.register_blueprint(bk.blueprint, url_prefix="/dash")
+
+Every registration gets its own :class:`~bokeh_flask.core.state.BokehState` in
+``app.extensions["bokeh"][<blueprint name>]``; the extension never stores the
+Flask app. The routes (all under the blueprint's prefix) are those of
+``bokeh serve``: ``/<app>/``, ``/<app>/ws``, ``/<app>/autoload.js``,
+``/<app>/metadata``, ``/<app>/static/...``, ``/static/...``,
+``/static/extensions/...``, ``/favicon.ico`` and the ``/`` index.
+"""
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from bokeh.application import Application
+from flask import Blueprint, Flask
+from flask.blueprints import BlueprintSetupState
+
+from ..core.auth import AuthProvider
+from ..core.curdoc import install_context_local_curdoc
+from ..core.errors import ConfigError
+from ..core.limits import install_bounded_bytes_decoder
+from ..core.loading import build_applications
+from ..core.ports import Runtime
+from ..core.scheduling import Scheduler
+from ..core.settings import ServerSettings, normalise_prefix
+from ..core.state import BokehState
+from . import ops, pages, static, websocket
+from .auth import load_auth_module, provider_from_callable
+from .current import EXTENSION_KEY
+from .guard import guard
+from .proxies import XHeaders
+from .xsrf import set_xsrf_cookie, xsrf_form_html
+
+log = logging.getLogger(__name__)
+
+
+class BokehFlask:
+    """Serve bokeh applications from a Flask app.
+
+    :param applications: what ``bokeh serve`` or ``Server`` accept: paths,
+        ``modify_doc`` functions, ``Application`` objects, or a mapping of
+        routes to any of those.
+    :param name: the blueprint name (change it to mount two sets of apps).
+    :param settings: any :class:`~bokeh_flask.core.settings.ServerSettings` field,
+        e.g. ``keep_alive_milliseconds=0`` or ``allow_websocket_origin=[...]``.
+    :param runtime: what runs the websockets and timers
+        (:class:`~bokeh_flask.core.ports.Runtime`); ``bokeh_flask.BokehFlask``
+        supplies gevent's (or threads' under ``flask run``) through
+        :meth:`default_runtime`.
+    """
+
+    def __init__(self, applications: t.Any = None, *, app: Flask | None = None, name: str = "bokeh",
+                 argv: t.Sequence[str] | None = None, scheduler: Scheduler | None = None,
+                 authorize: t.Callable[[], t.Any] | None = None, login_url: str | None = None,
+                 logout_url: str | None = None, runtime: Runtime | None = None, **settings: t.Any) -> None:
+        self.applications: dict[str, Application] = build_applications(applications, argv)
+        self._overrides = settings
+        self._authorize = provider_from_callable(authorize, login_url, logout_url) if authorize else None
+        self._scheduler = scheduler
+        self._runtime = runtime
+        self.blueprint = self._make_blueprint(name)
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, url_prefix: str | None = None) -> None:
+        """Register the blueprint on ``app`` (under ``url_prefix`` if given)."""
+        app.register_blueprint(self.blueprint, url_prefix=normalise_prefix(url_prefix) or None)
+
+    def default_runtime(self) -> Runtime:
+        """The runtime used when none is given; ``bokeh_flask.BokehFlask`` supplies one."""
+        raise ConfigError("No websocket runtime: use bokeh_flask.BokehFlask (gevent), or pass runtime=")
+
+    def state(self, app: Flask) -> BokehState:
+        """The state this extension keeps on ``app``."""
+        return t.cast(BokehState, app.extensions[EXTENSION_KEY][self.blueprint.name])
+
+    # -- blueprint ----------------------------------------------------------
+
+    def _make_blueprint(self, name: str) -> Blueprint:
+        bp = Blueprint(name, __name__, template_folder="templates")
+        bp.record(self._on_register)
+        bp.before_request(guard)
+        bp.after_request(set_xsrf_cookie)
+        bp.app_context_processor(_template_helpers)
+        for route in sorted(self.applications, key=len, reverse=True):
+            _add_app_rules(bp, route, self.applications[route])
+        if "/" not in self.applications:
+            bp.add_url_rule("/", "index", pages.index)
+        bp.add_url_rule("/favicon.ico", "favicon", static.favicon)
+        bp.add_url_rule("/healthz", "healthz", ops.healthz)
+        bp.add_url_rule("/metrics", "metrics", ops.metrics)
+        bp.add_url_rule("/static/extensions/<name>/<path:filename>", "extension_static", static.extension_static)
+        if "/" not in self.applications:
+            bp.add_url_rule("/static/<path:filename>", "static", static.bokehjs_static)
+        return bp
+
+    def _on_register(self, setup: BlueprintSetupState) -> None:
+        app = setup.app
+        states = app.extensions.setdefault(EXTENSION_KEY, {})
+        if setup.name in states:
+            return  # the same blueprint registered again under its own name
+        settings = ServerSettings.resolve(self._overrides, app.config)
+        url_prefix = normalise_prefix(setup.url_prefix)
+        install_context_local_curdoc()
+        install_bounded_bytes_decoder()
+        runtime = self._runtime or self.default_runtime()
+        scheduler = self._scheduler or runtime.make_scheduler()
+        auth = self._authorize or (load_auth_module(settings.auth_module) if settings.auth_module else None)
+        states[setup.name] = BokehState(self.applications, settings, scheduler, url_prefix, auth, runtime=runtime)
+        if auth is not None:
+            _mount_auth_views(setup, auth)
+        if settings.use_xheaders and not isinstance(app.wsgi_app, XHeaders):
+            app.wsgi_app = XHeaders(app.wsgi_app)  # type: ignore[method-assign]
+        log.debug("bokeh blueprint %r registered at %r serving %s", setup.name, url_prefix or "/",
+                  ", ".join(sorted(self.applications)))
+
+
+def _template_helpers() -> dict[str, t.Any]:
+    """``xsrf_form_html()`` in the site's templates, as Tornado offers it."""
+    return {"xsrf_form_html": xsrf_form_html}
+
+
+def _mount_auth_views(setup: BlueprintSetupState, auth: AuthProvider) -> None:
+    """An auth module's ``LoginHandler`` / ``LogoutHandler`` at its relative URLs."""
+    if auth.login_view is not None and auth.login_url:
+        setup.add_url_rule(auth.login_url, "login", auth.login_view, methods=["GET", "POST"])
+    if auth.logout_view is not None and auth.logout_url:
+        setup.add_url_rule(auth.logout_url, "logout", auth.logout_view, methods=["GET", "POST"])
+
+
+def _add_app_rules(bp: Blueprint, route: str, application: Application) -> None:
+    base = "" if route == "/" else route
+    defaults = {"app_path": route}
+    bp.add_url_rule(base + "/", "doc", pages.document_page, defaults=defaults, strict_slashes=False)
+    bp.add_url_rule(base + "/ws", "ws", websocket.websocket, defaults=defaults, websocket=True)
+    bp.add_url_rule(base + "/autoload.js", "autoload_js", pages.autoload_js, defaults=defaults,
+                    methods=["GET", "OPTIONS"], provide_automatic_options=False)
+    bp.add_url_rule(base + "/metadata", "metadata", pages.metadata, defaults=defaults)
+    bp.add_url_rule(base + "/static/<path:filename>", "app_static", static.app_static, defaults=defaults)
+

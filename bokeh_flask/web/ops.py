@@ -1,0 +1,31 @@
+"""Operations endpoints: ``/healthz`` (liveness, builds nothing) and ``/metrics`` (Prometheus)."""
+from __future__ import annotations
+
+from flask import Response, jsonify
+
+from ..core.metrics import prometheus_text
+from .current import current_state
+
+
+def healthz() -> Response:
+    """``GET /healthz``: liveness and counts, without building any document."""
+    state = current_state()
+    return jsonify({
+        "status": "ok",
+        "sessions": {route: len(context.sessions) for route, context in sorted(state.contexts.items())},
+        "connections": len(state.connections),
+    })
+
+
+def metrics() -> Response:
+    """``GET /metrics``: sessions, connections, messages, bytes and timings per app (Prometheus)."""
+    state = current_state()
+    stats = {route: context.stats for route, context in state.contexts.items()}
+    connections: dict[str, float] = {route: 0 for route in state.contexts}
+    for connection in list(state.connections):
+        for route, context in state.contexts.items():
+            if context.has_session(connection.session.id):
+                connections[route] += 1
+    gauges = {"sessions": {route: len(c.sessions) for route, c in state.contexts.items()},
+              "connections": connections}
+    return Response(prometheus_text(stats, gauges), mimetype="text/plain; version=0.0.4")
