@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 import websocket
-from bokeh.util.token import get_session_id
+from bokeh.util.token import generate_jwt_token, generate_session_id, get_session_id
 from flask import Flask, session
 
 from bokeh_flask import BokehFlask
@@ -114,6 +114,14 @@ def test_auth_module_guards_pages_and_websockets(serve):
         doc = ws.pull().content["doc"]
         assert models_by_name(doc)["whoami"]["attributes"]["text"] == "user=alice"
     assert get_session_id(token)
+    # Unsigned tokens are plain JSON: a claim of another user in a token alice made up is ignored,
+    # the app sees who the websocket request authenticated as.
+    forged = generate_jwt_token(generate_session_id(), extra_payload={
+        "bokeh_flask_user": "mallory", "user": "mallory", "headers": {}, "cookies": {}, "arguments": {}})
+    with BokehWS.connect(server, "whoami_app", token=forged, headers=[f"Cookie: {client.cookie_header()}"]) as ws:
+        assert ws.recv_message().msgtype == "ACK"
+        doc = ws.pull().content["doc"]
+        assert models_by_name(doc)["whoami"]["attributes"]["text"] == "user=alice"
     status, headers, _ = client.request(server.browser_url + "/logout")
     assert status == 302
     assert client.request(app_url)[0] == 302
@@ -144,8 +152,9 @@ def test_flask_native_authorize_guards_every_route():
         session["user"] = "dana"
         return "logged in"
 
-    BokehFlask({"/app": str(APPS / "whoami_app.py")}, authorize=lambda: session.get("user"),
-               login_url="/login").init_app(site, url_prefix="/dash")
+    bk = BokehFlask({"/app": str(APPS / "whoami_app.py")}, authorize=lambda: session.get("user"),
+                    login_url="/login")
+    bk.init_app(site, url_prefix="/dash")
     client = site.test_client()
     refused = client.get("/dash/app")
     assert refused.status_code == 302 and refused.headers["Location"] == "/login?next=%2Fdash%2Fapp"
@@ -158,7 +167,9 @@ def test_flask_native_authorize_guards_every_route():
     from bokeh.util.token import get_token_payload
 
     payload = get_token_payload(re.search(r'"token":"([^"]+)"', page.text).group(1))
-    assert payload["bokeh_flask_user"] == "dana"
+    [built] = bk.state(site).context_for("/app").sessions
+    assert built.document.get_model_by_name("whoami").text == "user=dana"  # the app saw the site's user
+    assert "dana" not in str(payload)  # and the token does not carry it: the websocket authenticates itself
 
 
 def test_xsrf_tokens_guard_unsafe_methods(tmp_path):

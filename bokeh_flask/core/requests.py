@@ -13,8 +13,6 @@ import typing as t
 from dataclasses import dataclass, field, replace
 
 
-#: the token payload key that carries the logged-in user to wherever the websocket lands
-USER_KEY = "bokeh_flask_user"
 #: the token payload key naming the worker (pid) whose page request built the session
 #: (``--num-procs``: see :mod:`bokeh_flask.runtime.relay`); apps do not see it in ``token_payload``
 WORKER_KEY = "bokeh_flask_worker"
@@ -45,6 +43,8 @@ class RequestInfo:
 
         A websocket (perhaps in another process) recreates the session from the
         token the page request put these in, so the app sees the page request.
+        The user is never taken from a token (in unsigned mode anyone can write
+        one): it stays the one this request authenticated as.
         """
         changes: dict[str, t.Any] = {}
         for name in ("arguments", "headers", "cookies"):
@@ -53,8 +53,6 @@ class RequestInfo:
         arguments = changes.get("arguments", self.arguments)
         changes["arguments"] = {k: [i.encode() if isinstance(i, str) else i for i in v]
                                 for k, v in arguments.items() if k != "bokeh-session-id"}
-        if payload.get(USER_KEY) is not None:
-            changes["user"] = payload[USER_KEY]
         cookies = changes.get("cookies")
         headers = changes.get("headers")
         if cookies and headers is not None and "Cookie" not in headers:

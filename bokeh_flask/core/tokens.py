@@ -21,7 +21,7 @@ from bokeh.util.token import (
 
 from .errors import PermissionDenied
 from .limits import read_token_payload
-from .requests import USER_KEY, RequestInfo
+from .requests import RequestInfo
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,6 @@ def token_for(session_id: str, request: RequestInfo, settings: ServerSettings,
     if cookies and "Cookie" in headers and "Cookie" not in (settings.include_headers or ()):
         del headers["Cookie"]
     payload: dict[str, t.Any] = {"headers": headers, "cookies": cookies, "arguments": dict(request.arguments)}
-    if request.user is not None:
-        user = request.user
-        payload[USER_KEY] = user if isinstance(user, (str, int, float, bool)) else str(user)
     payload.update(extra_payload or {})
     dropped = [f"{kind[:-1]} {name}" for kind in ("headers", "cookies")
                for name in [n for n, v in payload[kind].items() if len(str(v)) > MAX_TOKEN_BYTES]]

@@ -22,8 +22,9 @@ import base64
 import binascii
 import logging
 import typing as t
+from dataclasses import replace
 
-from flask import Response, abort, request
+from flask import Response, abort, g, request
 
 from ..core.connection import ServerConnection
 from ..core.errors import ConfigError, PermissionDenied, SessionError
@@ -56,7 +57,9 @@ def websocket(app_path: str) -> Response:
             if relay.relay(request.environ, target, session_id):
                 return WebSocketDone("gunicorn")
             check_token(token, state.settings, session_exists=context.has_session)  # built here: must be fresh
-        session = context.create_session_if_needed(session_id, request_info(request), token)
+        # the user is who this request authenticated as (the guard), never a claim of the token
+        info = replace(request_info(request), user=g.get("bokeh_user"))
+        session = context.create_session_if_needed(session_id, info, token)
     except PermissionDenied as denied:
         log.warning("Refused websocket for %s: %s", request.path, denied.reason)
         abort(denied.status, denied.reason)
