@@ -16,11 +16,12 @@ if t.TYPE_CHECKING:
     from .runtime.assembly import create_app as create_app
     from .runtime.assembly import create_app_from_env as create_app_from_env
     from .runtime.server import Server as Server
+    from .web.auth import local_url as local_url
     from .web.auth import set_secure_cookie as set_secure_cookie
     from .web.xsrf import xsrf_form_html as xsrf_form_html
 
-__all__ = ["BokehFlask", "Server", "ServerSettings", "create_app", "create_app_from_env", "set_secure_cookie",
-           "xsrf_form_html"]
+__all__ = ["BokehFlask", "Server", "ServerSettings", "create_app", "create_app_from_env", "local_url",
+           "set_secure_cookie", "xsrf_form_html"]
 
 _WHERE = {
     "BokehFlask": ".runtime.assembly",
@@ -28,6 +29,7 @@ _WHERE = {
     "ServerSettings": ".core.settings",
     "create_app": ".runtime.assembly",
     "create_app_from_env": ".runtime.assembly",
+    "local_url": ".web.auth",
     "set_secure_cookie": ".web.auth",
     "xsrf_form_html": ".web.xsrf",
 }

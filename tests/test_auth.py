@@ -214,3 +214,41 @@ def test_get_user_async_and_get_login_url(tmp_path):
     assert refused.status_code == 302
     assert refused.headers["Location"] == "https://sso.example/login?from=/app&next=%2Fapp"
     assert client.get("/app", headers={"X-User": "erin"}).status_code == 200
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("/whoami_app?x=1", "/whoami_app?x=1"),
+    ("/", "/"),
+    (None, "/"),
+    ("", "/"),
+    ("https://evil.example/", "/"),
+    ("//evil.example/", "/"),
+    ("/\\evil.example/", "/"),
+    ("\\\\evil.example", "/"),
+    ("javascript:alert(1)", "/"),
+    ("/ok\r\nSet-Cookie: x=1", "/"),
+    ("evil.example", "/"),
+])
+def test_local_url_keeps_redirects_on_this_site(target, expected):
+    from bokeh_flask import local_url
+
+    assert local_url(target) == expected
+
+
+EVIL_NEXT_SCRIPT = """
+import runpy
+site = runpy.run_path({path!r})["create_site"]()
+client = site.test_client()
+for target in ("https://evil.example/", "//evil.example/", "/\\\\evil.example", "/apps/greeting"):
+    response = client.post("/login?next=" + target, data={{"name": "eve"}})
+    print(response.status_code, response.headers["Location"])
+"""
+
+
+def test_flask_login_example_redirects_only_within_the_site():
+    """Examples get copied: the example site's login sends ?next= only to its own paths."""
+    script = EVIL_NEXT_SCRIPT.format(path=str(EXAMPLES / "flask_login" / "app.py"))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:4] == ["302 /", "302 /", "302 /", "302 /apps/greeting"]

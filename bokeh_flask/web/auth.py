@@ -21,6 +21,7 @@ import logging
 import os
 import typing as t
 import uuid
+from urllib.parse import urlsplit
 
 from flask.views import View
 from tornado.web import create_signed_value
@@ -81,6 +82,21 @@ def provider_from_callable(authorize: t.Callable[[], t.Any], login_url: str | No
         raise ConfigError("authorize= needs login_url= (where to send users who are not logged in)")
     return AuthProvider(get_user=lambda handler: authorize(), login_url=login_url, logout_url=logout_url,
                         urls_under_blueprint=False)
+
+
+def local_url(target: str | None, default: str = "/") -> str:
+    """``target`` if it is a path on this site, else ``default``: for ``?next=`` after a login.
+
+    Only a path that starts with one ``/`` passes: no scheme, no host, no ``//``
+    (another host to a browser), no backslash (browsers read ``/\\evil.example``
+    as ``//evil.example``) and no control characters.
+    """
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return default
+    if "\\" in target or any(ord(c) < 32 or ord(c) == 127 for c in target):
+        return default
+    parts = urlsplit(target)
+    return default if parts.scheme or parts.netloc else target
 
 
 def set_secure_cookie(response: t.Any, name: str, value: str, **options: t.Any) -> None:

@@ -16,7 +16,7 @@ from html import escape
 
 from flask import make_response, redirect, request
 
-from bokeh_flask import set_secure_cookie
+from bokeh_flask import local_url, set_secure_cookie
 from bokeh_flask import xsrf_form_html
 
 USERS = {"alice": "wonderland", "bob": "builder"}
@@ -30,12 +30,8 @@ def get_user(request_handler):
     return user.decode("utf-8") if user else None
 
 
-def _safe_next(target):
-    return target if target.startswith("/") and not target.startswith("//") else "/"
-
-
 def LoginHandler():
-    next_url = _safe_next(request.values.get("next", "/"))
+    next_url = local_url(request.values.get("next"))  # only a path on this site
     error = ""
     if request.method == "POST":
         name, password = request.form.get("username", ""), request.form.get("password", "")

@@ -23,7 +23,7 @@ from html import escape  # noqa: E402
 from bokeh.models import Div  # noqa: E402
 from flask import Flask, redirect, request, session, url_for  # noqa: E402
 
-from bokeh_flask import BokehFlask  # noqa: E402
+from bokeh_flask import BokehFlask, local_url  # noqa: E402
 
 
 def greeting(doc):
@@ -49,7 +49,7 @@ def create_site() -> Flask:
     def login():
         if request.method == "POST" and request.form.get("name"):
             session["user"] = request.form["name"]
-            return redirect(request.args.get("next") or "/")
+            return redirect(local_url(request.args.get("next")))  # only a path on this site
         return ('<form method="post"><input name="name" placeholder="your name" autofocus>'
                 '<button type="submit">Log in</button></form>')
 
