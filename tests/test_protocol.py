@@ -408,6 +408,38 @@ def test_protocol_violation_closes_1002(server, connect, frames):
     assert_fresh_session_works(server)
 
 
+def frame_header(opcode: int, length: int, fin: bool = True) -> bytes:
+    """A masked client frame header declaring ``length`` payload bytes (the mask key follows)."""
+    first = (0x80 if fin else 0) | opcode
+    if length < 126:
+        head = bytes([first, 0x80 | length])
+    elif length < 1 << 16:
+        head = bytes([first, 0x80 | 126]) + length.to_bytes(2, "big")
+    else:
+        head = bytes([first, 0x80 | 127]) + length.to_bytes(8, "big")
+    return head + b"\x00\x00\x00\x00"
+
+
+@pytest.mark.parametrize("frames", [
+    [frame_header(1, 2 ** 40)],  # a terabyte, and nothing after the header
+    [frame_header(2, 2 ** 63 - 1)],  # the largest length a frame can declare
+    [frame_header(1, MAX_MESSAGE + 1)],  # one byte over
+    [frame_header(1, 10, fin=False) + b" " * 10, frame_header(0, MAX_MESSAGE - 5, fin=False)],  # over in fragments
+], ids=["1TB", "2**63-1", "max+1", "fragments"])
+def test_oversize_frame_header_closes_1009_at_once(server, connect, frames):
+    """The declared length is enough: the server does not wait for a payload it would refuse."""
+    mark = server.mark()
+    client = connect()
+    started = time.monotonic()
+    for data in frames:
+        client.ws.sock.sendall(data)
+    closed = client.wait_closed(timeout=5)
+    assert closed.code == 1009, closed
+    assert time.monotonic() - started < 1.0
+    assert_logged(server, r"WARNING .*1009", mark)
+    assert_fresh_session_works(server)
+
+
 def test_message_over_size_limit_closes_1009(server, connect):
     mark = server.mark()
     client = connect()

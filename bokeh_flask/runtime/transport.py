@@ -17,7 +17,10 @@ a bokeh server needs changed:
   one with a shallow stack;
 * once the handshake is done only the websocket state is kept (not the WSGI
   environ, nor wsproto's HTTP handshake machinery);
-* ``close`` accepts the named close codes.
+* ``close`` accepts the named close codes;
+* a frame header that declares more than the message size limit (alone, or
+  with the frames of the same message before it) closes the connection with
+  1009 at once, before any of its payload is waited for.
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ import gevent
 import gevent.monkey
 from simple_websocket import ConnectionClosed, Server
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
 
 from ..core.messages import Frame
 from ..core.ports import Environ
@@ -59,6 +64,36 @@ class _NoThread:
 
     def join(self, timeout: float | None = None) -> None:
         pass
+
+
+class _MessageSizeLimit(Extension):  # type: ignore[misc]
+    """Refuses a frame whose header takes its message over ``limit`` bytes (close code 1009).
+
+    wsproto calls ``frame_inbound_header`` for every frame header it parses,
+    before the payload arrives; returning a close reason makes it end the
+    connection with that code. Installed on the frame decoder only: it is not
+    an extension negotiated with the client and never touches outgoing frames.
+    """
+
+    name = "bokeh-flask-message-size-limit"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._message_bytes = 0
+
+    def offer(self) -> bool:
+        return False
+
+    def frame_inbound_header(self, proto: t.Any, opcode: Opcode, rsv: RsvBits,
+                             payload_length: int) -> CloseReason | RsvBits:
+        if opcode.iscontrol():
+            return RsvBits(False, False, False)
+        if opcode is not Opcode.CONTINUATION:
+            self._message_bytes = 0  # a new message starts
+        self._message_bytes += payload_length
+        if self._message_bytes > self.limit:
+            return CloseReason.MESSAGE_TOO_BIG
+        return RsvBits(False, False, False)
 
 
 class _LockedSocket:
@@ -156,6 +191,8 @@ class BokehWebSocket(Server):
             # Connection (the same send/receive_data/events/state); drop the
             # h11 machinery that did the handshake (~2.5 KiB per connection).
             self.ws = self.ws.connection
+            if self.max_message_size:
+                self.ws._proto._frame_decoder.extensions.append(_MessageSizeLimit(self.max_message_size))
 
     def receive(self, timeout: float | None = None) -> str | bytes:
         """The next complete websocket message; raises ``ConnectionClosed`` at the end."""
@@ -253,7 +290,8 @@ class WebSocketTransport:
         try:
             return self.ws.receive()
         except ConnectionClosed:
-            if self.ws.incoming_message_len > self.ws.max_message_size:
+            if self.ws.close_reason == CloseReason.MESSAGE_TOO_BIG or \
+                    self.ws.incoming_message_len > self.ws.max_message_size:
                 log.warning("Closed a websocket with 1009: a message was over %d bytes "
                             "(raise --websocket-max-message-size to allow it)", self.ws.max_message_size)
             return None
