@@ -1,8 +1,10 @@
 """``--dev``: editing an app restarts the server, and the new code is served."""
 from __future__ import annotations
 
+import os
 import re
 import sys
+import time
 
 import pytest
 
@@ -24,6 +26,22 @@ def test_editing_the_app_restarts_the_server(serve, tmp_path):
     running = server.wait_for_output(r"Bokeh app running at: http://127\.0\.0\.1:(\d+)/live", since=mark, timeout=60)
     assert pull_texts(f"http://localhost:{running.group(1)}/live")["texts"] == {"v": "version 2"}
     assert server.proc.poll() is None  # the same parent process, with a new child serving
+    child = int(server.wait_for_output(r"Starting Bokeh server with process id: (\d+)", since=mark).group(1))
+    server.proc.terminate()  # SIGTERM to the parent reaches the child, which stops cleanly
+    assert server.proc.wait(timeout=20) == 0
+    assert _gone_within(child, 10.0)
+    server.wait_for_output(r"Bokeh server stopped", since=mark)
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 HELPER_APP = """\

@@ -1,22 +1,25 @@
 """``--dev``: restart the server when an app's files change (development only).
 
-The watching is werkzeug's reloader, the one ``flask run --debug`` uses: a
-parent process starts the server in a child with the same interpreter and
-command line (``sys.orig_argv``, so flags such as ``-X dev`` or ``-W error``
-are kept) and starts a new child whenever the old one exits with status 3.
-The child polls the modification time of every module it has imported (so a
+The watching is werkzeug's reloader, the one ``flask run --debug`` uses: the
+child polls the modification time of every module it has imported (so a
 helper module an app imports counts) plus the apps' own files: scripts,
 notebooks and everything in a directory app (templates, themes, static files)
-and any extra files given to ``--dev``.
+and any extra files given to ``--dev``. As with werkzeug, a parent process
+runs the server in a child with the same interpreter and command line
+(``sys.orig_argv``, so flags such as ``-X dev`` or ``-W error`` are kept) and
+starts a new child whenever the old one exits with status 3.
 
-werkzeug's loop would end the child at once (``sys.exit(3)``); here the
-server is first stopped cleanly, so websockets close with 1001 (pages
-reconnect to the new child) and the unload hooks run.
+Two things differ from werkzeug's loop: the child stops the server cleanly
+before it exits (websockets close with 1001 so pages reconnect to the new
+child, unload hooks run), and the parent passes SIGINT and SIGTERM on to the
+child instead of leaving it running.
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
 import sys
 import typing as t
 from pathlib import Path
@@ -78,16 +81,35 @@ class _StoppingReloader(StatReloaderLoop):  # type: ignore[misc]
         sys.exit(0)
 
 
+def run_children() -> int:
+    """The parent: run the same command as a child until it exits other than to restart.
+
+    SIGINT and SIGTERM are passed on to the child, which stops cleanly; the
+    parent then exits with the child's status (werkzeug's parent would exit at
+    once and leave the child running).
+    """
+    command = [sys.executable, *sys.orig_argv[1:]]  # interpreter flags included
+    environ = {**os.environ, CHILD_ENV: "true"}
+    while True:
+        log.info("Starting the server in a child process (--dev)")
+        child = subprocess.Popen(command, env=environ, close_fds=False)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda number, frame: child.send_signal(number))
+        status = child.wait()
+        if status != RESTART_STATUS:
+            return status
+
+
 def run_with_reloader(serve: t.Callable[[], None], stop_server: t.Callable[[], None],
                       paths: t.Sequence[str]) -> t.NoReturn:
     """In the parent, start children until one exits other than to restart; in a child, ``serve``.
 
     ``serve`` runs the server until it stops; the child then exits with status 0.
     """
+    if os.environ.get(CHILD_ENV) != "true":
+        sys.exit(run_children())
     extra = watched_files(paths)
     reloader = _StoppingReloader(stop_server, extra_files=extra, interval=POLL_SECONDS)
-    if os.environ.get(CHILD_ENV) != "true":
-        sys.exit(reloader.restart_with_reloader())
     log.info("Development mode: watching %d files and the modules they import", len(extra))
 
     def serve_then_exit() -> None:
