@@ -13,16 +13,17 @@ setup(
     # What the package imports, with the ranges the test legs run (scripts/test). The
     # websocket transport subclasses simple-websocket's Server and drives wsproto directly,
     # so both are held to the releases it was tested with; werkzeug's reloader (--dev)
-    # is a private module of werkzeug 2.3 to 3.x.
+    # is a private module of werkzeug 3.x. Flask 3.1 is the first with TRUSTED_HOSTS (the
+    # same-origin rule relies on it); gevent 26.5 the first that exits cleanly with greenlet 3.5.1+.
     install_requires=[
         "bokeh>=3.6",
-        "flask>=2.3",
-        "werkzeug>=2.3,<4",
-        "jinja2>=3.1",
-        "itsdangerous>=2.1",
+        "flask>=3.1",
+        "werkzeug>=3.1,<4",
+        "jinja2>=3.1.2",
+        "itsdangerous>=2.2",
         "markupsafe>=2.1",
         "tornado>=6.2",
-        "gevent>=23.9",
+        "gevent>=26.5",
         "gunicorn>=21.2",
         "simple-websocket>=1.1,<1.2",
         "wsproto>=1.2,<2",

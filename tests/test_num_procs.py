@@ -15,7 +15,7 @@ import pytest
 from bokeh.util.token import get_token_payload
 
 from tests.support.bokeh_ws import BokehWS, ConnectionDropped, models_by_name
-from tests.support.servers import REPO_ROOT, gunicorn_executable
+from tests.support.servers import REPO_ROOT, gunicorn_executable, gunicorn_private_args
 
 APPS = REPO_ROOT / "tests" / "apps"
 pytestmark = pytest.mark.slow
@@ -277,7 +277,7 @@ def test_the_gunicorn_command_with_bokeh_flasks_worker_relays_too(serve, tmp_pat
     gunicorn = gunicorn_executable()
     server = serve.command(
         [gunicorn, "-k", "bokeh_flask.gunicorn_worker.GeventWorker", "-w", "2", "-b", "127.0.0.1:0",
-         "--no-control-socket", "wsgi:app"],
+         *gunicorn_private_args(), "wsgi:app"],
         re.compile(r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)"),
         env={"BOKEH_FLASK_APPS": str(APPS / "template_app"), "BOKEH_ALLOW_WS_ORIGIN": "*", "TMPDIR": str(tmp_path)},
     )

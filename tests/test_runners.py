@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.support.client import pull_texts, run_client
-from tests.support.servers import REPO_ROOT, gunicorn_executable
+from tests.support.servers import REPO_ROOT, gunicorn_executable, gunicorn_private_args
 
 pytestmark = pytest.mark.slow
 HOOKS_APP = REPO_ROOT / "tests" / "apps" / "hooks_app"
@@ -47,8 +47,7 @@ def test_bokeh_flask_serve(serve):
 def test_gunicorn_gevent_worker(serve):
     gunicorn = gunicorn_executable()
     server = serve.command(
-        [gunicorn, "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0", "--graceful-timeout", "5", "--no-control-socket",
-         "wsgi:app"],
+        [gunicorn, "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0", "--graceful-timeout", "5", *gunicorn_private_args(), "wsgi:app"],
         re.compile(r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)"),
         env={"BOKEH_FLASK_APPS": str(HOOKS_APP)},
     )
@@ -75,7 +74,7 @@ def test_gunicorn_with_bokeh_flasks_worker_class_and_two_workers(serve):
     request_app = REPO_ROOT / "tests" / "apps" / "request_app.py"
     server = serve.command(
         [gunicorn, "-k", "bokeh_flask.gunicorn_worker.GeventWorker", "-w", "2", "-b", "127.0.0.1:0",
-         "--no-control-socket", "wsgi:app"],
+         *gunicorn_private_args(), "wsgi:app"],
         re.compile(r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)"),
         env={"BOKEH_FLASK_APPS": f"{request_app}:{HOOKS_APP}", "BOKEH_ALLOW_WS_ORIGIN": "*"},
     )

@@ -29,7 +29,6 @@ from gunicorn.app.base import BaseApplication
 from ..core.errors import ConfigError
 from ..core.loading import build_applications
 from ..core.settings import ServerSettings
-from .gunicorn_worker import GeventWorker
 from .relay import make_relay_dir, remove_relay_dir
 from .wsgi_server import ssl_context_for
 
@@ -79,7 +78,8 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
         options = {
             "bind": bind,
             "workers": self._workers,
-            "worker_class": GeventWorker,
+            # a dotted path, not the class: gunicorn < 23 calls str methods on this setting
+            "worker_class": "bokeh_flask.gunicorn_worker.GeventWorker",
             "graceful_timeout": GRACEFUL_TIMEOUT,
             "loglevel": self._log_level,
             "when_ready": self._when_ready,

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.servers import (RUNNING_AT, REPO_ROOT, STARTUP_TIMEOUT, STOP_TIMEOUT, RunningServer,
-                                   _OutputReader, _stop_process, server_command)
+                                   _OutputReader, _stop_process, gunicorn_private_args, server_command)
 
 pytest.importorskip("playwright.sync_api", reason="browser tests need the 'playwright' package")
 from playwright.sync_api import expect  # noqa: E402
@@ -120,14 +120,6 @@ class Launcher:
                 starting.proc.wait(timeout=STOP_TIMEOUT)
             starting.reader.join()
         self._started.clear()
-
-
-def gunicorn_private_args() -> list[str]:
-    """No control socket: recent gunicorns open one at a fixed path (~/.gunicorn/gunicorn.ctl)
-    that concurrently running gunicorns would fight over."""
-    from gunicorn.config import KNOWN_SETTINGS
-
-    return ["--no-control-socket"] if any("--no-control-socket" in (s.cli or ()) for s in KNOWN_SETTINGS) else []
 
 
 @pytest.fixture(scope="module")

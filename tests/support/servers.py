@@ -212,3 +212,11 @@ def gunicorn_executable() -> str:
     if found is None:
         pytest.skip("gunicorn is not installed next to this Python")
     return found
+
+
+def gunicorn_private_args() -> list[str]:
+    """No control socket: recent gunicorns (26+) open one at a fixed path (~/.gunicorn/gunicorn.ctl)
+    that concurrently running gunicorns would fight over; older ones have no such option."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return ["--no-control-socket"] if any("--no-control-socket" in (s.cli or ()) for s in KNOWN_SETTINGS) else []
