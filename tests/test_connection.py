@@ -30,7 +30,7 @@ def served():
 
 
 def connect(session: ServerSession) -> tuple[ServerConnection, RecordingTransport]:
-    transport = RecordingTransport()
+    transport = RecordingTransport(flush=lambda: session.scheduler.advance(0))
     connection = ServerConnection(session, transport)
     connection.start()
     return connection, transport
@@ -132,9 +132,81 @@ def test_a_dead_transport_detaches_its_connection(served):
     b, b_out = connect(session)
     b_out.fail_writes = True
     send(a, client_patch(doc.get_model_by_name("slider").id, 4))
-    assert not b.open
+    assert a_out.types()[-1] == "OK"  # runs the writers
+    assert not b.open and b_out.aborted
     assert session.connection_count == 1
-    assert a_out.types()[-1] == "OK"
+
+
+def test_messages_wait_in_the_outbox_and_leave_in_order(served):
+    """Sending never writes under the document lock: the connection's writer task does, in order."""
+    clock, session, doc = served
+    connection = ServerConnection(session, RecordingTransport())
+    transport = connection._transport
+    connection.start()
+    div = doc.get_model_by_name("div")
+    session.with_document_locked(setattr, div, "text", "one")
+    session.with_document_locked(setattr, div, "text", "two")
+    assert transport._writes == [] and connection.queued_bytes > 0  # nothing written yet
+    clock.advance(0)
+    assert transport.types() == ["ACK", "PATCH-DOC", "PATCH-DOC"]
+    assert [c["events"][0]["new"] for _, c in transport.messages()[1:]] == ["one", "two"]
+    assert connection.queued_bytes == 0
+
+
+def test_a_client_that_stops_reading_is_closed_and_the_others_go_on(served):
+    clock, session, doc = served
+    reader, reader_out = connect(session)
+    stalled_out = RecordingTransport(flush=lambda: clock.advance(0))
+    stalled = ServerConnection(session, stalled_out, max_write_stall_seconds=5)
+    stalled.start()
+    stalled_out.stalled_seconds = 6.0  # its last write has been stuck for 6 s
+    div = doc.get_model_by_name("div")
+    session.with_document_locked(setattr, div, "text", "tick")
+    assert not stalled.open and session.connection_count == 1
+    assert stalled_out.closed == (1008, "client too slow: not reading its messages")
+    assert session.stats.slow_clients_closed == 1
+    session.with_document_locked(setattr, div, "text", "tock")
+    assert reader_out.types()[-2:] == ["PATCH-DOC", "PATCH-DOC"]  # the reader got both
+    assert not stalled_out.aborted  # the close frame was taken: no need to cut it off
+    clock.advance(5)
+    assert not stalled_out.aborted
+
+
+def test_a_client_too_many_bytes_behind_is_closed_without_its_backlog(served):
+    clock, session, doc = served
+    out = RecordingTransport()
+    connection = ServerConnection(session, out, max_queued_bytes=2000)
+    connection.start()
+    div = doc.get_model_by_name("div")
+    for n in range(20):  # the writer task never gets to run: the client is not reading
+        session.with_document_locked(setattr, div, "text", f"text {n} " + "x" * 100)
+    assert not connection.open
+    clock.advance(0)
+    assert out._writes == [] and out.closed[0] == 1008  # the backlog was dropped, the close sent
+
+
+class StuckTransport(RecordingTransport):
+    """Each write blocks while ``clock`` moves on by ``seconds`` (a client that does not read)."""
+
+    def __init__(self, clock: ManualScheduler, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def close(self, code: int, reason: str) -> None:
+        self.clock.advance(self.seconds)  # other tasks run meanwhile, as they would under gevent
+        super().close(code, reason)
+
+
+def test_a_close_frame_that_cannot_be_written_ends_in_an_abort(served):
+    clock, session, doc = served
+    out = StuckTransport(clock, seconds=3.0)
+    connection = ServerConnection(session, out, max_write_stall_seconds=2)
+    connection.start()
+    out.stalled_seconds = 3.0
+    connection.send_ping()  # a keep-alive notices the stall, and never waits for the socket
+    assert not connection.open and not out.aborted
+    clock.advance(0)  # the writer starts on the close frame, which the client does not take
+    assert out.aborted  # 2 s later the connection was cut off
 
 
 def test_periodic_callback_changes_go_to_every_connection(served):

@@ -18,6 +18,9 @@ class CountingConnection:
     def close(self, code: int, reason: str) -> None:
         self.closed = code
 
+    def wait_written(self, timeout: float) -> bool:
+        return True
+
 
 def make_state(**settings) -> tuple[BokehState, ManualScheduler]:
     clock = ManualScheduler()

@@ -28,7 +28,9 @@ from bokeh.protocol import Protocol
 from bokeh.protocol.messages.error import error as ErrorMessage
 from bokeh.protocol.receiver import Receiver
 
-from .messages import Frame, frames_size, message_frames
+from .defaults import DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_WRITE_STALL_S
+from .messages import Frame, message_frames
+from .outbox import Outbox
 from .ports import WebSocket
 from .scheduling import run_sync
 from .sessions import ServerSession
@@ -49,14 +51,21 @@ class CloseCode(enum.IntEnum):
 
 
 class Transport(t.Protocol):
-    """Writes to one websocket."""
+    """Writes to one websocket (from the connection's writer task, one call at a time)."""
 
     def send_frames(self, frames: t.Sequence[Frame]) -> None:
         """Write the websocket messages of one bokeh message, uninterrupted."""
 
     def ping(self, payload: bytes) -> None: ...
 
-    def close(self, code: int, reason: str) -> None: ...
+    def close(self, code: int, reason: str) -> None:
+        """Send the close frame and end the connection."""
+
+    def blocked_for(self) -> float:
+        """Seconds the write in progress has made no progress (0 when none is)."""
+
+    def abort(self) -> None:
+        """End the connection at once, from any task: a write or read in progress fails."""
 
 
 class ProtocolViolation(Exception):
@@ -77,13 +86,17 @@ MAX_BUFFERS = 10_000
 MAX_ERROR_TEXT = 300
 #: a shutting-down server waits this long for a new connection's first request before closing it
 SETTLE_SECONDS = 2.0
+#: how long a connection that ends waits for its writer to send what is queued and the close frame
+CLOSE_WAIT_SECONDS = 5.0
 
 
 class ServerConnection:
     """The bokeh protocol between one session and one websocket client."""
 
     def __init__(self, session: ServerSession, transport: Transport,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *,
+                 max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+                 max_write_stall_seconds: float = DEFAULT_MAX_WRITE_STALL_S) -> None:
         self.session = session
         self._max_message_bytes = max_message_bytes
         self._frame_index = 0  # position of the next frame in the bokeh message being received
@@ -91,6 +104,8 @@ class ServerConnection:
         self._message_bytes = 0
         self.protocol = Protocol()
         self._transport = transport
+        self._outbox = Outbox(session.scheduler, transport, max_bytes=max_queued_bytes,
+                              max_stall_seconds=max_write_stall_seconds, on_write_error=self._write_failed)
         self._receiver = Receiver(self.protocol)
         self._handlers: dict[str, t.Callable[[t.Any], t.Any]] = {
             "PULL-DOC-REQ": lambda m: session.pull(m, self),
@@ -151,6 +166,7 @@ class ServerConnection:
                 self.close(CloseCode.INTERNAL_ERROR, f"internal server error: {type(error).__name__}")
         finally:
             self.detach()
+            self._outbox.wait_written(CLOSE_WAIT_SECONDS)  # the close frame goes out before the socket is released
             socket.shutdown()
             log.info("WebSocket connection closed: %s", socket.close_description())
 
@@ -231,23 +247,45 @@ class ServerConnection:
         self.send_frames(message_frames(message))
 
     def send_frames(self, frames: t.Sequence[Frame]) -> None:
-        if not self.open:
+        """Queue one bokeh message for this client; never blocks (see :mod:`.outbox`)."""
+        if not self.open or not self._outbox.put(frames):
             return
-        try:
-            self._transport.send_frames(frames)
-            self.session.stats.messages_out += 1
-            self.session.stats.bytes_out += frames_size(frames)
-        except Exception as error:
-            log.info("Could not write to a websocket of session %s (%s); dropping it",
-                     self.session.id, _describe(error))
-            self.detach()
+        self.session.stats.messages_out += 1
+        self.session.stats.bytes_out += sum(len(f) for f in frames)
+        self._close_if_behind()
 
     def send_ping(self) -> None:
         self._ping_count += 1
-        try:
-            self._transport.ping(str(self._ping_count).encode("ascii"))
-        except Exception as error:
-            log.debug("Ping failed: %s", _describe(error))
+        if self.open and self._outbox.put_ping(str(self._ping_count).encode("ascii")):
+            self._close_if_behind()
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting to be written to this client."""
+        return self._outbox.queued_bytes
+
+    def _close_if_behind(self) -> None:
+        reason = self._outbox.behind()
+        if reason is None:
+            return
+        log.warning("Closing a websocket of session %s with %d: the client is not reading (%s); its session and "
+                    "other clients go on. Raise --websocket-max-queue-size / --websocket-write-timeout for "
+                    "clients this slow", self.session.id, CloseCode.POLICY_VIOLATION, reason)
+        self.session.stats.slow_clients_closed += 1
+        self.close(CloseCode.POLICY_VIOLATION, "client too slow: not reading its messages", discard_queued=True)
+        # the close frame waits for the write in progress; a client that never reads again is cut off
+        self.session.scheduler.call_later(self._outbox.max_stall_seconds, self._abort_unless_closed)
+
+    def _abort_unless_closed(self) -> None:
+        if not self._outbox.wait_written(0):
+            log.info("A websocket of session %s did not take its close frame; dropping it", self.session.id)
+            self._transport.abort()
+
+    def _write_failed(self, error: BaseException) -> None:
+        log.info("Could not write to a websocket of session %s (%s); dropping it", self.session.id, _describe(error))
+        self.detach()
+        with contextlib.suppress(Exception):
+            self._transport.abort()
 
     def close_when_settled(self) -> None:
         """Close with 1001 now if settled, else right after the first reply.
@@ -260,11 +298,17 @@ class ServerConnection:
         else:
             self._close_when_settled = True
 
-    def close(self, code: int, reason: str) -> None:
-        try:
-            self._transport.close(code, reason)
-        finally:
-            self.detach()
+    def close(self, code: int, reason: str, *, discard_queued: bool = False) -> None:
+        """Send the close frame after what is queued (or instead of it) and stop taking messages.
+
+        Returns at once: the writer task sends the frame.
+        """
+        self._outbox.put_close(code, reason, discard_queued=discard_queued)
+        self.detach()
+
+    def wait_written(self, timeout: float) -> bool:
+        """Wait until everything queued, close frame included, went to the transport."""
+        return self._outbox.wait_written(timeout)
 
 
 def _json_object(fragment: str | bytes, what: str) -> dict[str, t.Any]:

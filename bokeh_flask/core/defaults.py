@@ -8,3 +8,7 @@ DEFAULT_UNUSED_LIFETIME_MS = 15_000
 DEFAULT_STATS_LOG_MS = 15_000
 DEFAULT_MAX_MESSAGE_BYTES = 20 * 1024 * 1024
 DEFAULT_TOKEN_EXPIRATION_S = 300
+#: a websocket client with more than this many bytes waiting to be written to it is closed
+DEFAULT_MAX_QUEUED_BYTES = 32 * 1024 * 1024
+#: a websocket client whose socket takes no data for this many seconds is closed
+DEFAULT_MAX_WRITE_STALL_S = 10.0

@@ -24,6 +24,7 @@ class AppStats:
     bytes_out: int = 0
     errors_replied: int = 0
     protocol_errors: int = 0
+    slow_clients_closed: int = 0
     callbacks_run: int = 0
     callback_seconds: float = 0.0
     patches_handled: int = 0
@@ -41,6 +42,7 @@ _HELP = {
     "bytes_out": "Websocket payload bytes sent",
     "errors_replied": "ERROR replies sent",
     "protocol_errors": "Connections closed for breaking the protocol",
+    "slow_clients_closed": "Connections closed because the client stopped reading",
     "callbacks_run": "Session callbacks run",
     "callback_seconds": "Time spent in session callbacks",
     "patches_handled": "Client PATCH-DOC messages handled",

@@ -33,6 +33,10 @@ class WebSocket(t.Protocol):
 
     def close(self, code: int, reason: str) -> None: ...
 
+    def blocked_for(self) -> float: ...
+
+    def abort(self) -> None: ...
+
     def shutdown(self) -> None:
         """Release the socket (after the connection ended)."""
 

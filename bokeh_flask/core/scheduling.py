@@ -45,6 +45,9 @@ class Scheduler(t.Protocol):
     def finish(self, awaitable: t.Awaitable[T]) -> T:
         """Run an ``async def`` body (user code, may await asyncio) to completion."""
 
+    def in_loop_thread(self) -> bool:
+        """True in the thread whose tasks this scheduler runs (its locks are safe to take there)."""
+
 
 class CoroutineSuspended(RuntimeError):
     """A coroutine given to :func:`run_sync` waited on something."""
@@ -107,6 +110,9 @@ class ThreadScheduler:
 
     def finish(self, awaitable: t.Awaitable[T]) -> T:
         return finish_in_new_loop(awaitable)
+
+    def in_loop_thread(self) -> bool:
+        return False  # no loop: every thread is one of many
 
 
 def _logged(fn: t.Callable[[], object]) -> t.Callable[[], None]:

@@ -63,6 +63,11 @@ class ServerSession:
     # -- bookkeeping --------------------------------------------------------
 
     @property
+    def scheduler(self) -> Scheduler:
+        """The scheduler the session's callbacks, locks and connections' writers run on."""
+        return self._scheduler
+
+    @property
     def connection_count(self) -> int:
         return len(self._subscribers)
 
@@ -143,11 +148,20 @@ class ServerSession:
     def _document_patched(self, event: t.Any) -> None:
         if self._pending_events is not None:
             self._pending_events.append(event)
+        elif not self._scheduler.in_loop_thread():
+            # A change from another thread (bokeh's advice is add_next_tick_callback): it goes
+            # out from the scheduler, under the lock, like every other change.
+            log.debug("Document of session %s changed from another thread", self.id)
+            self._scheduler.call_later(0, lambda: self.with_document_locked(self._record_event, event))
         else:
-            # A change made without the lock (e.g. from a user's own thread):
-            # send it on its own rather than lose it.
+            # A change without the lock in the loop's own thread (a nolock callback): queued
+            # for the clients at once rather than lost.
             log.debug("Document of session %s changed outside its lock", self.id)
             self._send_patches([event], None)
+
+    def _record_event(self, event: t.Any) -> None:
+        if self._pending_events is not None:
+            self._pending_events.append(event)
 
     def _session_callback_added(self, event: t.Any) -> None:
         self._callbacks.add(event.callback)

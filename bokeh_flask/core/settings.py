@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 
 from bokeh.settings import settings as bokeh_settings
 
-from .defaults import (DEFAULT_CHECK_UNUSED_MS, DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORT,
-                       DEFAULT_STATS_LOG_MS, DEFAULT_TOKEN_EXPIRATION_S, DEFAULT_UNUSED_LIFETIME_MS)
+from .defaults import (DEFAULT_CHECK_UNUSED_MS, DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_MESSAGE_BYTES,
+                       DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_WRITE_STALL_S, DEFAULT_PORT, DEFAULT_STATS_LOG_MS,
+                       DEFAULT_TOKEN_EXPIRATION_S, DEFAULT_UNUSED_LIFETIME_MS)
 from .errors import ConfigError
 from .keystrength import MINIMUM_BITS, estimated_bits
 from .origins import with_default_port
@@ -52,6 +53,10 @@ class ServerSettings:
     index: str | None = None
     ico_path: str | None = None
     websocket_max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    #: a client with more than this waiting to be written to it is closed (1008): it stopped reading
+    websocket_max_queue_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    #: a client whose socket has taken no data for this long is closed (1008)
+    websocket_write_timeout_seconds: float = DEFAULT_MAX_WRITE_STALL_S
     session_token_expiration: int = DEFAULT_TOKEN_EXPIRATION_S
     secret_key: bytes | None = None
     sign_sessions: bool = False
@@ -125,8 +130,10 @@ class ServerSettings:
         for name in ("keep_alive_milliseconds", "mem_log_frequency_milliseconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0; use 0 to turn it off (got {getattr(self, name)!r})")
-        if self.websocket_max_message_size_bytes <= 0:
-            raise ConfigError("websocket_max_message_size_bytes must be > 0")
+        for name in ("websocket_max_message_size_bytes", "websocket_max_queue_bytes",
+                     "websocket_write_timeout_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0 (got {getattr(self, name)!r})")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535 (got {self.port})")
         if self.num_procs < 0:

@@ -15,8 +15,9 @@ import os
 import sys
 import typing as t
 
-from ..core.defaults import (DEFAULT_CHECK_UNUSED_MS, DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORT,
-                             DEFAULT_STATS_LOG_MS, DEFAULT_TOKEN_EXPIRATION_S, DEFAULT_UNUSED_LIFETIME_MS)
+from ..core.defaults import (DEFAULT_CHECK_UNUSED_MS, DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_MESSAGE_BYTES,
+                             DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_WRITE_STALL_S, DEFAULT_PORT, DEFAULT_STATS_LOG_MS,
+                             DEFAULT_TOKEN_EXPIRATION_S, DEFAULT_UNUSED_LIFETIME_MS)
 from ..core.errors import BokehFlaskError, ConfigError
 
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "None")
@@ -66,6 +67,10 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-file", default=None, help="write the log to this file")
     p.add_argument("--websocket-max-message-size", type=int, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
                    help="largest websocket message accepted (larger ones close with 1009)")
+    p.add_argument("--websocket-max-queue-size", type=int, default=DEFAULT_MAX_QUEUED_BYTES, metavar="BYTES",
+                   help="close (1008) a client with more than this waiting to be written to it: it stopped reading")
+    p.add_argument("--websocket-write-timeout", type=float, default=DEFAULT_MAX_WRITE_STALL_S, metavar="SECONDS",
+                   help="close (1008) a client whose socket took no data for this long")
     p.add_argument("--session-token-expiration", type=int, default=DEFAULT_TOKEN_EXPIRATION_S,
                    metavar="SECONDS", help="how long a session token may be used to open a session")
     p.add_argument("--stats-log-frequency", type=int, default=DEFAULT_STATS_LOG_MS, metavar="MILLISECONDS",
@@ -230,6 +235,8 @@ def _settings_from_options(options: argparse.Namespace) -> dict[str, t.Any]:
         index=options.index,
         ico_path=options.ico_path,
         websocket_max_message_size_bytes=options.websocket_max_message_size,
+        websocket_max_queue_bytes=options.websocket_max_queue_size,
+        websocket_write_timeout_seconds=options.websocket_write_timeout,
         session_token_expiration=options.session_token_expiration,
         num_procs=options.num_procs,
         auth_module=options.auth_module,

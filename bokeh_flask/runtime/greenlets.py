@@ -81,6 +81,9 @@ class GeventScheduler:
     def event(self) -> t.Any:
         return gevent.event.Event()
 
+    def in_loop_thread(self) -> bool:
+        return _native_thread_id() == self._thread_id
+
     def finish(self, awaitable: t.Awaitable[T]) -> T:
         pool = gevent.get_hub().threadpool
         return t.cast(T, pool.apply(finish_in_new_loop, (awaitable,)))

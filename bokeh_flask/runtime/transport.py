@@ -97,16 +97,33 @@ class _MessageSizeLimit(Extension):  # type: ignore[misc]
 
 
 class _LockedSocket:
-    """The socket a websocket writes through: every send is a locked ``sendall``."""
+    """The socket a websocket writes through: every send writes all of ``data`` under the lock.
+
+    It notes when the write in progress last moved, so a client that stopped
+    reading can be told apart from a large message going out slowly.
+    """
 
     def __init__(self, sock: socket.socket, lock: t.Any) -> None:
         self._sock = sock
         self._lock = lock
+        #: when the write in progress last handed bytes to the kernel (None: no write in progress)
+        self.progress_at: float | None = None
 
     def send(self, data: bytes) -> int:
         with self._lock:
-            self._sock.sendall(data)
+            view = memoryview(data)
+            self.progress_at = time.monotonic()
+            try:
+                while view:
+                    view = view[self._sock.send(view):]
+                    self.progress_at = time.monotonic()
+            finally:
+                self.progress_at = None
         return len(data)
+
+    def blocked_for(self) -> float:
+        started = self.progress_at
+        return 0.0 if started is None else time.monotonic() - started
 
     def __getattr__(self, name: str) -> t.Any:
         return getattr(self._sock, name)
@@ -227,16 +244,15 @@ class BokehWebSocket(Server):
                 self._locked_sock.send(self.ws.send(Ping(payload=payload)))
 
     def close_with(self, code: int, reason: str) -> None:
-        """Send a close frame (if still open) and end the connection.
+        """Send a close frame (if still open) and shut the write side.
 
-        The write side is shut first and what the client still sends is read
-        and dropped for a moment: closing with unread data makes the kernel
-        answer with a reset, which can destroy the close frame in flight. A
-        server going away (1001) does not wait.
+        Called by the connection's writer; the reader reads the client's answer
+        and ends (see :meth:`shutdown`). A client that does not answer within
+        :data:`CLOSE_DRAIN_SECONDS` is cut off; a server going away (1001) does
+        not wait for the answer at all.
         """
         with self._write_lock:
             if not self.connected:
-                self.shutdown()
                 return
             self.connected = False
             self.sent_close_code = code
@@ -246,9 +262,12 @@ class BokehWebSocket(Server):
                     self._raw_sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-        if code != GOING_AWAY:
-            self._drain(CLOSE_DRAIN_SECONDS)
-        self.shutdown()
+        if code == GOING_AWAY:
+            self.abort()
+        else:
+            timer = threading.Timer(CLOSE_DRAIN_SECONDS, self.abort)
+            timer.daemon = True
+            timer.start()
 
     def _drain(self, seconds: float) -> None:
         """Read and drop incoming data until the client closes or ``seconds`` pass."""
@@ -264,8 +283,23 @@ class BokehWebSocket(Server):
         except OSError:
             return
 
+    def abort(self) -> None:
+        """Shut the socket down now, from any task: a blocked write or read fails at once."""
+        if self._raw_sock is not None:
+            try:
+                self._raw_sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def shutdown(self) -> None:
-        """Shut the socket down (a reader blocked in ``recv`` returns) and close it."""
+        """Release the socket once the connection has ended (the reader calls this last).
+
+        After a close this server sent, what the client still sends is read and
+        dropped for a moment first: closing with unread data makes the kernel
+        answer with a reset, which can destroy the close frame in flight.
+        """
+        if self.sent_close_code not in (None, GOING_AWAY):
+            self._drain(CLOSE_DRAIN_SECONDS)
         if self._raw_sock is not None:
             try:
                 self._raw_sock.shutdown(socket.SHUT_RDWR)
@@ -307,6 +341,12 @@ class WebSocketTransport:
 
     def shutdown(self) -> None:
         self.ws.shutdown()
+
+    def blocked_for(self) -> float:
+        return self.ws.sock.blocked_for()
+
+    def abort(self) -> None:
+        self.ws.abort()
 
     def close_description(self) -> str:
         return f"code={self.ws.sent_close_code or self.ws.close_reason}"

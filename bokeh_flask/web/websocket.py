@@ -70,7 +70,9 @@ def websocket(app_path: str) -> Response:
         raise ConfigError("this registration has no websocket runtime: mount the apps with bokeh_flask.BokehFlask")
     max_size = state.settings.websocket_max_message_size_bytes
     ws = state.runtime.accept_websocket(request.environ, max_size)
-    connection = ServerConnection(session, ws, max_message_bytes=max_size)
+    connection = ServerConnection(session, ws, max_message_bytes=max_size,
+                                  max_queued_bytes=state.settings.websocket_max_queue_bytes,
+                                  max_write_stall_seconds=state.settings.websocket_write_timeout_seconds)
     state.connections.add(connection)
     if state.draining:  # accepted while this process shuts down: serve the first request, then 1001
         connection.close_when_settled()

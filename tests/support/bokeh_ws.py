@@ -130,7 +130,8 @@ class BokehWS:
     def connect(cls, server: str, app_path: str, *, token: str | None = None,
                 session_id: str | None = None, subprotocols: t.Sequence[str] | None = None,
                 origin: str | None = None, headers: t.Sequence[str] = (),
-                timeout: float = DEFAULT_TIMEOUT, sslopt: dict[str, t.Any] | None = None) -> BokehWS:
+                timeout: float = DEFAULT_TIMEOUT, sslopt: dict[str, t.Any] | None = None,
+                sockopt: t.Sequence[tuple[int, int, int]] = ()) -> BokehWS:
         """Open a websocket; ``subprotocols`` defaults to ``["bokeh", token]``.
 
         Without ``origin`` no ``Origin`` header is sent at all (websocket-client
@@ -140,7 +141,7 @@ class BokehWS:
             token = token or make_token(session_id)
             subprotocols = ["bokeh", token]
         options: dict[str, t.Any] = {"timeout": timeout, "header": list(headers),
-                                     "enable_multithread": True}
+                                     "enable_multithread": True, "sockopt": tuple(sockopt)}
         if subprotocols:
             options["subprotocols"] = list(subprotocols)
         if sslopt is not None:

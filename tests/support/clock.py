@@ -24,6 +24,9 @@ class _Event:
     def set(self) -> None:
         self._set = True
 
+    def clear(self) -> None:
+        self._set = False
+
     def is_set(self) -> bool:
         return self._set
 
@@ -58,6 +61,9 @@ class ManualScheduler:
 
     def finish(self, awaitable: t.Awaitable[t.Any]) -> t.Any:
         return finish_in_new_loop(awaitable)
+
+    def in_loop_thread(self) -> bool:
+        return True
 
     @property
     def pending(self) -> int:

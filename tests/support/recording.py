@@ -6,22 +6,48 @@ import typing as t
 
 
 class RecordingTransport:
-    def __init__(self) -> None:
-        self.writes: list[list[str | bytes]] = []
+    """Records writes, pings and the close.
+
+    A connection's writer task runs on the scheduler: give ``flush`` (e.g. a
+    manual clock's ``advance(0)``) and every read of what was written runs it first.
+    """
+
+    def __init__(self, flush: t.Callable[[], object] | None = None) -> None:
+        self._flush = flush or (lambda: None)
+        self._writes: list[list[str | bytes]] = []
+        self._closed: tuple[int, str] | None = None
         self.pings: list[bytes] = []
-        self.closed: tuple[int, str] | None = None
         self.fail_writes = False
+        #: what blocked_for() reports (a test sets it to play a client that stopped reading)
+        self.stalled_seconds = 0.0
+        self.aborted = False
 
     def send_frames(self, frames: t.Sequence[str | bytes]) -> None:
         if self.fail_writes:
             raise OSError("peer went away")
-        self.writes.append(list(frames))
+        self._writes.append(list(frames))
 
     def ping(self, payload: bytes) -> None:
         self.pings.append(payload)
 
     def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
+        self._closed = (code, reason)
+
+    def blocked_for(self) -> float:
+        return self.stalled_seconds
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    @property
+    def writes(self) -> list[list[str | bytes]]:
+        self._flush()
+        return self._writes
+
+    @property
+    def closed(self) -> tuple[int, str] | None:
+        self._flush()
+        return self._closed
 
     def messages(self) -> list[tuple[dict, dict]]:
         """(header, content) of every bokeh message written, in order."""
