@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import textwrap
+import threading
+import time
 
 import pytest
 from bokeh.application import Application
 from bokeh.application.handlers.function import FunctionHandler
+from bokeh.application.handlers.lifecycle import LifecycleHandler
 from bokeh.models import Div
 
 from bokeh_flask.core.contexts import ApplicationContext
 from bokeh_flask.core.errors import SessionError
 from bokeh_flask.core.loading import application_from_path
+from bokeh_flask.core.scheduling import ThreadScheduler
+from bokeh_flask.core.settings import ServerSettings
+from bokeh_flask.core.state import BokehState
 from tests.support.clock import ManualScheduler
 
 
@@ -172,3 +179,50 @@ def test_hooks_may_use_asyncio(tmp_path):
         return 5
 
     assert clock.finish(work()) == 5
+
+
+class SlowEventScheduler(ThreadScheduler):
+    """OS threads, with a thread switch at the worst moment: while a creation event is being made."""
+
+    def event(self):
+        time.sleep(0.05)
+        return super().event()
+
+
+def test_concurrent_first_requests_on_threads_build_one_session():
+    builds = []
+    context = ApplicationContext(Application(FunctionHandler(lambda doc: builds.append(doc))), "/app",
+                                 SlowEventScheduler())
+    barrier = threading.Barrier(20)
+
+    def first_visit(_: int):
+        barrier.wait(timeout=10)
+        return context.create_session_if_needed("same-id")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        sessions = list(pool.map(first_visit, range(20)))
+    assert len(builds) == 1
+    assert {id(s) for s in sessions} == {id(sessions[0])}
+
+
+def test_concurrent_requests_on_threads_wait_for_the_server_to_start():
+    loaded = []
+
+    class SlowLoad(LifecycleHandler):
+        def on_server_loaded(self, server_context):
+            time.sleep(0.2)
+            loaded.append(time.monotonic())
+
+    state = BokehState({"/app": Application(SlowLoad())}, ServerSettings(), ThreadScheduler())
+    barrier = threading.Barrier(10)
+
+    def request(_: int) -> float:
+        barrier.wait(timeout=10)
+        state.start()
+        return time.monotonic()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        returned = list(pool.map(request, range(10)))
+    state.stop()
+    assert len(loaded) == 1  # on_server_loaded ran once
+    assert min(returned) >= loaded[0]  # and no request went on before it had finished

@@ -6,8 +6,11 @@ Python callback, and the lifecycle hooks are observed in the server output.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import re
 import sys
+import threading
+import urllib.request
 
 import pytest
 
@@ -47,7 +50,8 @@ def test_bokeh_flask_serve(serve):
 def test_gunicorn_gevent_worker(serve):
     gunicorn = gunicorn_executable()
     server = serve.command(
-        [gunicorn, "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0", "--graceful-timeout", "5", *gunicorn_private_args(), "wsgi:app"],
+        [gunicorn, "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0", "--graceful-timeout", "5",
+         *gunicorn_private_args(), "wsgi:app"],
         re.compile(r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)"),
         env={"BOKEH_FLASK_APPS": str(HOOKS_APP)},
     )
@@ -61,6 +65,30 @@ def test_flask_run_development_server(serve):
         env={"BOKEH_FLASK_APPS": str(HOOKS_APP)},
     )
     check_live_session(server, f"http://localhost:{server.port}/hooks_app")
+
+
+def test_flask_run_builds_a_session_once_for_concurrent_first_visits(serve):
+    """Under ``flask run`` requests are OS threads: 20 first visits at once to one session id build it once."""
+    server = serve.command(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", "0"],
+        re.compile(r"Running on http://127\.0\.0\.1:(?P<port>\d+)"),
+        env={"BOKEH_FLASK_APPS": str(HOOKS_APP)},
+    )
+    url = f"http://127.0.0.1:{server.port}/hooks_app?bokeh-session-id=shared-by-twenty"
+    barrier = threading.Barrier(20)
+
+    def visit(_: int) -> int:
+        barrier.wait(timeout=30)
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        assert list(pool.map(visit, range(20))) == [200] * 20
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=30) as response:
+        metrics = response.read().decode()
+    assert 'bokeh_flask_sessions_created_total{app="/hooks_app"} 1' in metrics
+    assert len(re.findall(r"HOOK session-created shared-by-twenty", server.output())) == 1
+    assert len(re.findall(r"HOOK server-loaded", server.output())) == 1
 
 
 def test_gunicorn_with_bokeh_flasks_worker_class_and_two_workers(serve):

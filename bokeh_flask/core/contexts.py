@@ -106,6 +106,8 @@ class ApplicationContext:
         self._sessions: dict[str, ServerSession] = {}
         self._session_contexts: dict[str, BokehSessionContext] = {}
         self._pending: dict[str, t.Any] = {}
+        #: guards the check-then-register of a session being built (OS threads under ``flask run``)
+        self._creation_lock = scheduler.lock()
         self.server_context = BokehServerContext(self)
         self.documents_built = 0
         self.stats = AppStats()
@@ -144,21 +146,24 @@ class ApplicationContext:
         """The session with this id, built now unless it exists or is being built."""
         if not session_id:
             raise SessionError("Session ID must not be empty")
-        session = self._sessions.get(session_id)
-        if session is not None:
-            return session
-        pending = self._pending.get(session_id)
-        if pending is not None:
+        with self._creation_lock:
+            session = self._sessions.get(session_id)
+            if session is not None:
+                return session
+            pending = self._pending.get(session_id)
+            if pending is None:
+                self._pending[session_id] = self._scheduler.event()
+        if pending is not None:  # another request is building it: wait for that one
             pending.wait()
             session = self._sessions.get(session_id)
             if session is None:
                 raise SessionError(f"creating session {session_id!r} failed; see the server log")
             return session
-        self._pending[session_id] = self._scheduler.event()
         try:
             return self._create(session_id, request, token)
         finally:
-            self._pending.pop(session_id).set()
+            with self._creation_lock:
+                self._pending.pop(session_id).set()
 
     def _create(self, session_id: str, request: RequestInfo | None, token: str | None) -> ServerSession:
         document = Document()

@@ -24,6 +24,9 @@ from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
+#: how long stopping waits for the close frames of open websockets to go out
+STOP_WAIT_SECONDS = 2.0
+
 #: every BokehState of this process, so a gunicorn worker can drain and stop them all
 _LIVE_STATES: weakref.WeakSet[BokehState] = weakref.WeakSet()
 
@@ -85,6 +88,7 @@ class BokehState:
         self.relay: Relay | None = None
         self._jobs: list[_Repeating] = []
         self.started = False
+        self._start_lock = scheduler.lock()
         self.stopped = False
         self.draining = False
         _LIVE_STATES.add(self)
@@ -104,10 +108,17 @@ class BokehState:
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> None:
-        """Run ``on_server_loaded`` hooks and start the periodic jobs (once)."""
+        """Run ``on_server_loaded`` hooks and start the periodic jobs (once, whoever asks first).
+
+        Requests that arrive meanwhile (OS threads under ``flask run``) wait until it is done.
+        """
         if self.started:
             return
-        self.started = True
+        with self._start_lock:
+            if not self.started:
+                self._start()
+
+    def _start(self) -> None:
         s = self.settings
         self._every(s.check_unused_sessions_milliseconds, self.cleanup_sessions)
         if s.keep_alive_milliseconds > 0:
@@ -118,6 +129,7 @@ class BokehState:
         for context in self.contexts.values():
             context.run_load_hook()
         atexit.register(self.stop)
+        self.started = True
 
     def drain(self) -> None:
         """The process is going away: close each websocket with 1001 so its client reconnects elsewhere.
@@ -138,8 +150,12 @@ class BokehState:
         self.stopped = True
         for job in self._jobs:
             job.stop()
-        for connection in list(self.connections):
+        closing = list(self.connections)
+        for connection in closing:
             connection.close(1001, "server shutting down")
+        deadline = self.scheduler.now() + STOP_WAIT_SECONDS
+        for connection in closing:  # let the writers send the close frames
+            connection.wait_written(max(deadline - self.scheduler.now(), 0.0))
         for context in self.contexts.values():
             context.discard_all()
             context.run_unload_hook()
