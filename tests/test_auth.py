@@ -172,7 +172,9 @@ def test_flask_native_authorize_guards_every_route():
     assert "dana" not in str(payload)  # and the token does not carry it: the websocket authenticates itself
 
 
-def test_xsrf_tokens_guard_unsafe_methods(tmp_path):
+@pytest.mark.parametrize("cookie_secret", [COOKIE_SECRET, None], ids=["cookie-secret", "no-secret"])
+def test_xsrf_tokens_guard_unsafe_methods(tmp_path, cookie_secret):
+    """With or without --cookie-secret (Tornado's tokens are random, not signed): never a 500."""
     from bokeh_flask.web import xsrf
 
     module = tmp_path / "auth.py"
@@ -184,9 +186,11 @@ def test_xsrf_tokens_guard_unsafe_methods(tmp_path):
         "def LoginHandler():\n"
         "    return 'posted' if request.method == 'POST' else f'<form method=post>{xsrf_form_html()}</form>'\n")
     site = Flask("site")
-    BokehFlask({"/app": str(APPS / "whoami_app.py")}, auth_module=str(module), cookie_secret=COOKIE_SECRET,
+    BokehFlask({"/app": str(APPS / "whoami_app.py")}, auth_module=str(module), cookie_secret=cookie_secret,
                xsrf_cookies=True).init_app(site)
     client = site.test_client()
+    assert client.get("/favicon.ico").status_code == 200
+    assert client.get("/app").status_code == 302  # to the login page
     form = client.get("/login")
     token = re.search(r'name="_xsrf" value="([^"]+)"', form.text).group(1)
     assert client.get_cookie(xsrf.COOKIE_NAME).value == token

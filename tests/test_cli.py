@@ -166,13 +166,14 @@ def test_log_file(tmp_path):
     assert "Bokeh app running at" not in output  # everything went to the file
 
 
-def test_show_opens_every_app_in_a_browser(serve, tmp_path, monkeypatch):
+@pytest.mark.parametrize("procs", ["1", "2"])
+def test_show_opens_every_app_in_a_browser(serve, tmp_path, monkeypatch, procs):
     opened = tmp_path / "opened.txt"
     browser = tmp_path / "fake-browser"
     browser.write_text(f"#!/bin/sh\necho \"$1\" >> {opened}\n")
     browser.chmod(0o755)
     monkeypatch.setenv("BROWSER", f"{browser} %s")
-    serve(APPS / "argv_app.py", APPS / "notebook_app.ipynb", extra_args=["--show"])
+    serve(APPS / "argv_app.py", APPS / "notebook_app.ipynb", extra_args=["--show", "--num-procs", procs])
 
     def both_opened() -> list[str] | None:
         urls = sorted(opened.read_text().split()) if opened.exists() else []

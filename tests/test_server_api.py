@@ -201,3 +201,48 @@ def test_server_with_num_procs_refuses_what_cannot_work():
     assert "--port is not supported with a unix socket" in errors["unix_and_port"]
     assert "already made a document" in errors["used_app"]
     assert "num_procs must be >= 0" in errors["negative"]
+
+
+HTTP_SERVER_KWARGS = """
+    from gevent import monkey; monkey.patch_all()
+    import json, re, urllib.error, urllib.request
+    from bokeh.models import Div
+    from bokeh_flask import Server
+    from bokeh_flask.core.errors import ConfigError
+
+    app = {"/app": lambda doc: doc.add_root(Div(text="x"))}
+    result = {}
+    # the seed's own example: large buffers (every request used to be reset)
+    server = Server(app, port=0, address="127.0.0.1", http_server_kwargs={"max_buffer_size": 500 * 1024 * 1024,
+                                                                          "xheaders": True,
+                                                                          "max_header_size": 2048})
+    server.start()
+    base = f"http://127.0.0.1:{server.port}"
+    result["page"] = urllib.request.urlopen(base + "/app").status
+    result["xheaders"] = server.settings.use_xheaders
+    try:
+        urllib.request.urlopen(urllib.request.Request(base + "/app", headers={"X-Big": "b" * 4000}))
+    except urllib.error.HTTPError as error:
+        result["big_headers"] = error.code
+    server.stop()
+    for kwargs in ({"idle_connection_timeout": 5}, {"no_keep_alive": True}, {"ssl_options": "nonsense"}):
+        for procs in (1, 2):
+            try:
+                Server(app, port=0, num_procs=procs, http_server_kwargs=kwargs)
+                result.setdefault("accepted", []).append(list(kwargs))
+            except ConfigError as error:
+                result.setdefault("refused", []).append(str(error).split(":")[0])
+    print(json.dumps(result))
+"""
+
+
+def test_http_server_kwargs_map_to_equivalents_or_are_refused_by_name():
+    result = run_client(HTTP_SERVER_KWARGS)
+    assert result == {
+        "page": 200, "xheaders": True, "big_headers": 431,
+        "refused": ["http_server_kwargs['idle_connection_timeout'] has no equivalent in bokeh-flask's servers (gevent, "
+                    "gunicorn)"] * 2 + ["http_server_kwargs['no_keep_alive'] has no equivalent in bokeh-flask's "
+                                        "servers (gevent, gunicorn)"] * 2
+                   + ["http_server_kwargs['ssl_options'] must be an ssl.SSLContext or a dict with 'certfile' "
+                      "(and 'keyfile')"] * 2,
+    }

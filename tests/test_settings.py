@@ -1,6 +1,8 @@
 """Settings precedence and validation, origin matching, session id rules."""
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from bokeh.util.token import generate_jwt_token, generate_secret_key, generate_session_id, get_token_payload
 
@@ -125,19 +127,25 @@ def test_expired_and_forged_tokens_are_refused():
         check_token(generate_jwt_token("unsigned-id"), signed)
 
 
-@pytest.mark.parametrize("key, ok", [
-    (generate_secret_key(), True),
+@pytest.mark.parametrize("key, warned", [
+    (generate_secret_key(), False),
+    (secrets.token_hex(32), False),
+    (secrets.token_hex(16), False),  # 32 characters
     ("k" * 44, False),
-    ("abcdefghijklmnopqrstuvwxyz", False),  # 26 lower-case letters: ~122 bits
-    ("Tr0ub4dor&3", False),
-    ("".join(chr(33 + (i * 7) % 90) for i in range(60)), True),
+    ("Tr0ub4dor&3", True),
 ])
-def test_weak_secret_keys_are_refused(key, ok):
-    if ok:
-        ServerSettings(sign_sessions=True, secret_key=key.encode())
-    else:
-        with pytest.raises(ConfigError, match="too weak.*bokeh-flask secret"):
-            ServerSettings(sign_sessions=True, secret_key=key.encode())
+def test_every_key_bokeh_accepts_is_accepted_with_its_warning(key, warned, caplog):
+    """bokeh only warns under 32 bytes; so does this server (no guess at entropy that refuses random keys)."""
+    from bokeh_flask.core import settings as settings_module
+
+    settings_module._WARNED.clear()
+    ServerSettings(sign_sessions=True, secret_key=key.encode())
+    assert ("at least 32 bytes" in caplog.text) is warned
+
+
+def test_random_hex_keys_are_always_accepted():
+    for _ in range(500):  # token_hex(32) was refused one time in four by the old entropy estimate
+        ServerSettings(sign_sessions=True, secret_key=secrets.token_hex(32).encode())
 
 
 def test_huge_headers_are_shed_to_keep_the_token_small(caplog):

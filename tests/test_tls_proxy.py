@@ -16,9 +16,9 @@ from tests.support.tls import KEY_PASSWORD, self_signed_certificate
 APPS = REPO_ROOT / "tests" / "apps"
 
 
-def remote_text(app, headers) -> str:
+def remote_text(app, headers, remote_addr: str = "10.0.0.1") -> str:
     client = app.test_client()
-    assert client.get("/remote_app", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.1"}).status_code == 200
+    assert client.get("/remote_app", headers=headers, environ_base={"REMOTE_ADDR": remote_addr}).status_code == 200
     [session] = app.extensions["bokeh"]["bokeh"].context_for("/remote_app").sessions
     return session.document.get_model_by_name("remote").text
 
@@ -35,6 +35,16 @@ def test_use_xheaders(headers, expected):
 def test_xheaders_are_ignored_unless_asked():
     app = create_app([str(APPS / "remote_app.py")])
     assert remote_text(app, {"X-Real-Ip": "203.0.113.7", "X-Scheme": "https"}) == "ip=10.0.0.1 protocol=http"
+
+
+@pytest.mark.parametrize("address, shown", [
+    ("::ffff:127.0.0.1", "127.0.0.1"),  # what a dual-stack socket reports for an IPv4 client
+    ("::ffff:203.0.113.9", "203.0.113.9"),
+    ("::1", "::1"),
+    ("2001:db8::7", "2001:db8::7"),
+])
+def test_remote_ip_is_in_bokehs_form(address, shown):
+    assert remote_text(create_app([str(APPS / "remote_app.py")]), {}, address) == f"ip={shown} protocol=http"
 
 
 @pytest.fixture(scope="module")

@@ -125,6 +125,11 @@ class ApplicationContext:
     def has_session(self, session_id: str) -> bool:
         return session_id in self._sessions
 
+    def has_connected_session(self, session_id: str) -> bool:
+        """A live session that a websocket has already opened (one an expired token may reconnect to)."""
+        session = self._sessions.get(session_id)
+        return session is not None and session.ever_connected
+
     # -- server hooks -------------------------------------------------------
 
     def run_load_hook(self) -> None:

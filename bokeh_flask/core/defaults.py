@@ -12,3 +12,5 @@ DEFAULT_TOKEN_EXPIRATION_S = 300
 DEFAULT_MAX_QUEUED_BYTES = 32 * 1024 * 1024
 #: a websocket client whose socket takes no data for this many seconds is closed
 DEFAULT_MAX_WRITE_STALL_S = 10.0
+#: most header bytes one request may carry (Tornado's limit); more is answered with 431
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024

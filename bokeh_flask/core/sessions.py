@@ -53,6 +53,8 @@ class ServerSession:
         self._pending_events: list[t.Any] | None = None
         self._patch_origin: Subscriber | None = None
         self._expiration_blocks = 0
+        #: a websocket has been attached at least once (an expired token may then reconnect)
+        self.ever_connected = False
         self.destroyed = False
         self.expiration_requested = False
         self._callbacks = SessionCallbackRunner(scheduler, self._run_session_callback)
@@ -85,6 +87,7 @@ class ServerSession:
 
     def subscribe(self, connection: Subscriber) -> None:
         self._subscribers.add(connection)
+        self.ever_connected = True
 
     def unsubscribe(self, connection: Subscriber) -> None:
         self._subscribers.discard(connection)

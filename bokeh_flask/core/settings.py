@@ -21,17 +21,20 @@ rebinding.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import typing as t
 from dataclasses import dataclass, field
 
 from bokeh.settings import settings as bokeh_settings
 
-from .defaults import (DEFAULT_CHECK_UNUSED_MS, DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_MESSAGE_BYTES,
-                       DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_WRITE_STALL_S, DEFAULT_PORT, DEFAULT_STATS_LOG_MS,
-                       DEFAULT_TOKEN_EXPIRATION_S, DEFAULT_UNUSED_LIFETIME_MS)
+from .defaults import (DEFAULT_CHECK_UNUSED_MS, DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_HEADER_BYTES,
+                       DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_WRITE_STALL_S, DEFAULT_PORT,
+                       DEFAULT_STATS_LOG_MS, DEFAULT_TOKEN_EXPIRATION_S, DEFAULT_UNUSED_LIFETIME_MS)
 from .errors import ConfigError
-from .keystrength import MINIMUM_BITS, estimated_bits
 from .origins import with_default_port
+
+log = logging.getLogger(__name__)
 
 
 
@@ -79,6 +82,10 @@ class ServerSettings:
     lazy_documents: bool | None = None
     num_procs: int = 1
     use_xheaders: bool = False
+    #: largest HTTP request body (Flask's MAX_CONTENT_LENGTH; ``http_server_kwargs`` max_body/buffer_size)
+    max_request_body_bytes: int | None = None
+    #: most header bytes one request may carry; more is answered with 431
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     extra: dict[str, t.Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,7 +138,7 @@ class ServerSettings:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0; use 0 to turn it off (got {getattr(self, name)!r})")
         for name in ("websocket_max_message_size_bytes", "websocket_max_queue_bytes",
-                     "websocket_write_timeout_seconds"):
+                     "websocket_write_timeout_seconds", "max_header_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 (got {getattr(self, name)!r})")
         if not 0 <= self.port <= 65535:
@@ -147,18 +154,18 @@ class ServerSettings:
                 "Signed session ids need a secret key: set BOKEH_SECRET_KEY "
                 "(generate one with `bokeh-flask secret`)"
             )
-        if self.sign_sessions and self.secret_key:
-            bits = estimated_bits(self.secret_key)
-            if bits < MINIMUM_BITS:
-                raise ConfigError(
-                    f"BOKEH_SECRET_KEY is too weak to sign sessions (about {bits:.0f} bits of entropy, "
-                    f"{MINIMUM_BITS} needed): generate one with `bokeh-flask secret`"
-                )
+        if self.sign_sessions and self.secret_key and len(self.secret_key) < RECOMMENDED_KEY_BYTES:
+            _warn_once(f"BOKEH_SECRET_KEY is recommended to have at least {RECOMMENDED_KEY_BYTES} bytes of entropy "
+                       "chosen with a cryptographically-random algorithm (`bokeh-flask secret` makes one)")
         if self.unix_socket:
             if self.port != DEFAULT_PORT:
                 raise ConfigError("--port is not supported with a unix socket")
             if self.address or self.ssl_certfile or self.ssl_keyfile:
                 raise ConfigError("--address, --ssl-certfile and --ssl-keyfile are not supported with a unix socket")
+        if self.index is not None and not os.path.isfile(self.index):
+            raise ConfigError(f"--index template file does not exist: {self.index}")
+        if self.ico_path not in (None, "none") and not os.path.isfile(self.ico_path):
+            raise ConfigError(f"--ico-path file does not exist: {self.ico_path} (give 'none' to serve no icon)")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile (or BOKEH_SSL_CERTFILE)")
         if not self.generate_session_ids and not self.sign_sessions:
@@ -172,6 +179,17 @@ class ServerSettings:
         if not origins:
             origins.add(f"localhost:{self.port}")
         return {_with_default_port(o) for o in origins}
+
+
+#: bokeh warns about shorter secret keys (and accepts them)
+RECOMMENDED_KEY_BYTES = 32
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning(message)
 
 
 def normalise_prefix(prefix: str | None) -> str:

@@ -82,7 +82,9 @@ class BokehState:
         #: accepts this registration's websockets (the web layer's websocket view uses it)
         self.runtime = runtime
         self.url_prefix = url_prefix
-        self.contexts = {route: ApplicationContext(app, route, scheduler) for route, app in applications.items()}
+        logout_url = auth.logout_url if auth is not None else None
+        self.contexts = {route: ApplicationContext(app, route, scheduler, logout_url=logout_url)
+                         for route, app in applications.items()}
         self.connections: set[ServerConnection] = set()
         #: this worker's relay to the other workers (``--num-procs``), set when the worker starts
         self.relay: Relay | None = None

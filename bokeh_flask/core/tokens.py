@@ -108,9 +108,11 @@ def _make(session_id: str, payload: dict[str, t.Any], settings: ServerSettings) 
 def check_token(token: str, settings: ServerSettings, session_exists: t.Callable[[str], bool] | None = None) -> str:
     """Verify a websocket's token (signature, expiry); returns its session id.
 
-    An expired token is still accepted for a session that exists in this process
-    (``session_exists``): a page reconnecting after a long idle keeps working
-    (bokeh#14416). It never creates a session, so strangers gain nothing.
+    An expired token is still accepted to reconnect to a live session that has
+    already had a websocket (``session_exists``): a page reconnecting after a
+    long idle keeps working (bokeh#14416). It never opens a session's first
+    websocket (what ``--session-token-expiration`` promises, as in bokeh) nor
+    creates one.
     """
     session_id = session_id_of(token)
     try:

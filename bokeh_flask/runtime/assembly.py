@@ -14,6 +14,7 @@ from flask import Flask
 
 from ..core.ports import Runtime
 from ..web import extension
+from ..web.static import send_favicon
 from .transport import SimpleWebSocketRuntime
 
 APPS_ENV = "BOKEH_FLASK_APPS"
@@ -40,7 +41,13 @@ def create_app(applications: t.Any = None, *, argv: t.Sequence[str] | None = Non
     ``prefix`` setting becomes the blueprint's URL prefix.
     """
     app = Flask(import_name, static_folder=None)  # /static/ is BokehJS
-    BokehFlask(applications, argv=argv, **settings).init_app(app, url_prefix=settings.get("prefix") or None)
+    bk = BokehFlask(applications, argv=argv, **settings)
+    bk.init_app(app, url_prefix=settings.get("prefix") or None)
+    if bk.state(app).settings.max_request_body_bytes:
+        app.config["MAX_CONTENT_LENGTH"] = bk.state(app).settings.max_request_body_bytes
+    if bk.state(app).url_prefix:
+        # browsers ask the site root for the icon, whatever the prefix: bokeh serve answers there too
+        app.add_url_rule("/favicon.ico", "favicon", lambda: send_favicon(bk.state(app).settings.ico_path))
     return app
 
 

@@ -194,6 +194,11 @@ def serve_processes(options: argparse.Namespace, app_args: list[str] | None) -> 
         log.info("Starting bokeh-flask server with %d gunicorn gevent workers", worker_count(options.num_procs))
         for route in routes:
             log.info("Bokeh app running at: %s%s%s", where, settings.get("prefix") or "", route)
+        if options.show and not options.unix_socket:
+            from bokeh.util.browser import view  # webbrowser, only for --show
+
+            for route in routes:  # from the master, once the workers' socket is bound
+                view(f"{where}{resolved.prefix}{route}")
 
     level = "critical" if options.log_level == "None" else ("debug" if options.log_level == "trace"
                                                              else options.log_level)
@@ -273,9 +278,16 @@ def _session_id_settings(mode: str | None) -> dict[str, t.Any]:
 
 
 def _configure_logging(options: argparse.Namespace) -> None:
+    if options.log_file:
+        folder = os.path.dirname(os.path.abspath(options.log_file))
+        if not os.path.isdir(folder):
+            sys.exit(f"bokeh-flask serve: error: --log-file folder does not exist: {folder}")
     level = options.log_level
     numeric = logging.CRITICAL + 10 if level == "None" else (5 if level == "trace" else getattr(logging, level.upper()))
-    logging.basicConfig(level=numeric, format=options.log_format, filename=options.log_file)
+    try:
+        logging.basicConfig(level=numeric, format=options.log_format, filename=options.log_file)
+    except OSError as error:
+        sys.exit(f"bokeh-flask serve: error: cannot write --log-file {options.log_file}: {error.strerror}")
 
 
 def _announce(server: t.Any, log: t.Any) -> None:

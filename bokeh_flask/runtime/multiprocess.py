@@ -89,6 +89,8 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
         }
         if s.get("use_xheaders"):
             options["forwarded_allow_ips"] = "*"
+        if s.get("max_header_bytes"):
+            options["limit_request_field_size"] = s["max_header_bytes"]  # gunicorn's nearest: per header line
         if "control_socket_disable" in self.cfg.settings:
             options["control_socket_disable"] = True
         for key, value in options.items():

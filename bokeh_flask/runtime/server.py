@@ -25,6 +25,7 @@ from gevent import monkey
 
 from ..core.errors import ConfigError
 from ..core.settings import ServerSettings
+from .http_options import translate as translate_http_options
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -69,8 +70,9 @@ class Server:
                 raise ConfigError("num_procs > 1 starts one gunicorn worker per process, each with its own "
                                   "event loop: do not pass io_loop with it")
             raise ConfigError("bokeh-flask runs on gevent: do not pass io_loop (there is no Tornado IOLoop)")
-        self._http_server_kwargs = dict(http_server_kwargs or {})
         kwargs = _translate_server_kwargs(kwargs)
+        http_settings, self._ssl_context = translate_http_options(http_server_kwargs, kwargs.get("num_procs", 1))
+        kwargs = {**http_settings, **kwargs}
         kwargs.setdefault("allow_same_origin", False)  # bokeh serve's rule: only the allowlist
         argv = kwargs.pop("argv", None)
         self._processes: ProcessGroup | None = None
@@ -170,14 +172,14 @@ class Server:
         self._done = gevent.event.Event()
         options = {"log": logging.getLogger("bokeh_flask.access"), "error_log": logging.getLogger("bokeh_flask.wsgi"),
                    "handler_class": BokehWSGIHandler}
-        ssl_context = ssl_context_for(self.settings)
+        ssl_context = self._ssl_context or ssl_context_for(self.settings)
         if ssl_context is not None:
             options["ssl_context"] = ssl_context
-        options.update(self._http_server_kwargs)
         listener: t.Any = (self.settings.address or "", self.settings.port)
         if self.settings.unix_socket:
             listener = unix_listener(self.settings.unix_socket)
         self._wsgi = WSGIServer(listener, self.flask_app, **options)
+        self._wsgi.max_header_bytes = self.settings.max_header_bytes  # read by BokehWSGIHandler
         self._wsgi.start()
         state = self._single_process()
         if self.settings.port == 0 and not self.settings.unix_socket:

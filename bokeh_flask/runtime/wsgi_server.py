@@ -15,6 +15,7 @@ import gevent.socket
 import gevent.ssl
 from gevent.pywsgi import WSGIHandler
 
+from ..core.defaults import DEFAULT_MAX_HEADER_BYTES
 from ..core.errors import ConfigError
 from ..core.settings import ServerSettings
 
@@ -43,14 +44,12 @@ def ssl_context_for(settings: ServerSettings) -> t.Any:
     return context
 
 
-#: most header bytes one request may carry (Tornado's limit); more is answered with 431
-MAX_HEADER_BYTES = 64 * 1024
 _HEADERS_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
                       b"Content-Length: 0\r\n\r\n")
 
 
 class HeadersTooLarge(ValueError):
-    """A request's headers are over :data:`MAX_HEADER_BYTES`."""
+    """A request's headers are over the server's ``max_header_bytes`` (64 KiB unless set)."""
 
 
 class BokehWSGIHandler(WSGIHandler):  # type: ignore[misc]
@@ -71,7 +70,7 @@ class BokehWSGIHandler(WSGIHandler):  # type: ignore[misc]
     def read_request(self, raw_requestline: str) -> t.Any:
         result = super().read_request(raw_requestline)
         size = sum(len(name) + len(value) + 4 for name, value in self.headers.items())
-        if size > MAX_HEADER_BYTES:
+        if size > getattr(self.server, "max_header_bytes", DEFAULT_MAX_HEADER_BYTES):
             raise HeadersTooLarge(f"{size} bytes of headers")
         return result
 

@@ -95,8 +95,10 @@ class BokehFlask:
         if "/" not in self.applications:
             bp.add_url_rule("/", "index", pages.index)
         bp.add_url_rule("/favicon.ico", "favicon", static.favicon)
-        bp.add_url_rule("/healthz", "healthz", ops.healthz)
-        bp.add_url_rule("/metrics", "metrics", ops.metrics)
+        for name, view in (("healthz", ops.healthz), ("metrics", ops.metrics)):
+            bp.add_url_rule(f"{ops.OPS_PREFIX}/{name}", name, view)
+            if not any(route.strip("/").split("/")[0] == name for route in self.applications):
+                bp.add_url_rule(f"/{name}", f"{name}_short", view)  # the short name, unless an app owns it
         bp.add_url_rule("/static/extensions/<name>/<path:filename>", "extension_static", static.extension_static)
         if "/" not in self.applications:
             bp.add_url_rule("/static/<path:filename>", "static", static.bokehjs_static)

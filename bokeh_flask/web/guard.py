@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 #: endpoints a logged-out user may reach (bokeh guards the index, pages, websocket,
 #: metadata and autoload.js, and leaves BokehJS and static files public)
-PUBLIC_ENDPOINTS = {"static", "extension_static", "app_static", "favicon", "healthz", "metrics", "login", "logout"}
+PUBLIC_ENDPOINTS = {"static", "extension_static", "app_static", "favicon", "healthz", "metrics", "healthz_short",
+                    "metrics_short", "login", "logout"}
 
 
 def guard() -> Response | None:

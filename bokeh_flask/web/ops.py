@@ -1,10 +1,19 @@
-"""Operations endpoints: ``/healthz`` (liveness, builds nothing) and ``/metrics`` (Prometheus)."""
+"""Operations endpoints: ``/healthz`` (liveness, builds nothing) and ``/metrics`` (Prometheus).
+
+Both are always at :data:`OPS_PREFIX` (``/_bokeh_flask/healthz``), a path no app can
+have (app routes come from file names, and ``bokeh serve`` takes none that start with
+``_``), and also at the short ``/healthz`` and ``/metrics`` unless an app is served
+there: an app named ``metrics.py`` owns ``/metrics``, as under ``bokeh serve``.
+"""
 from __future__ import annotations
 
 from flask import Response, jsonify
 
 from ..core.metrics import prometheus_text
 from .current import current_state
+
+#: where the operations endpoints always are, whatever the apps are called
+OPS_PREFIX = "/_bokeh_flask"
 
 
 def healthz() -> Response:

@@ -45,7 +45,12 @@ def extension_static(name: str, filename: str) -> Response:
 
 def favicon() -> Response:
     """``GET /favicon.ico``: bokeh's icon, the ``ico_path`` file, or 404 for ``none``."""
-    path = icon_path(current_state().settings.ico_path)
+    return send_favicon(current_state().settings.ico_path)
+
+
+def send_favicon(ico_path: str | None) -> Response:
+    """The favicon response for an ``ico_path`` setting (also served at the site root, see ``create_app``)."""
+    path = icon_path(ico_path)
     if path is None:
         abort(404)
     return send_file(path, mimetype="image/x-icon", conditional=True)

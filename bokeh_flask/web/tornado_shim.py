@@ -14,6 +14,8 @@ from http.cookies import Morsel
 
 from tornado.web import decode_signed_value
 
+from .requests import client_address
+
 #: how old a signed cookie may be (Tornado's default)
 DEFAULT_MAX_AGE_DAYS = 31
 #: signed-cookie format versions accepted: 2 (HMAC-SHA256), the only one this server writes;
@@ -38,7 +40,7 @@ class _Request:
         self.query = request.query_string.decode("latin-1")
         self.host = request.host
         self.protocol = request.scheme
-        self.remote_ip = request.remote_addr
+        self.remote_ip = client_address(request)
         self.body = b""
         self.arguments = {k: [v.encode() for v in request.args.getlist(k)] for k in request.args}
         self.query_arguments = self.arguments

@@ -50,13 +50,14 @@ def websocket(app_path: str) -> Response:
         token = _check_handshake(state)
         relay = state.relay if relayed_from is None else None  # a relayed websocket stays here
         target = _relay_target(relay, token) if relay is not None else None
-        # an expired token still reaches a live session in the worker it names (bokeh#14416)
+        # an expired token reconnects to a live session that has had a websocket (bokeh#14416), here
+        # or in the worker it names (which checks again); it never opens a session's first websocket
         session_id = check_token(token, state.settings,
-                                 session_exists=lambda sid: context.has_session(sid) or target is not None)
+                                 session_exists=lambda sid: context.has_connected_session(sid) or target is not None)
         if relay is not None and target is not None and not context.has_session(session_id):
             if relay.relay(request.environ, target, session_id):
                 return WebSocketDone("gunicorn")
-            check_token(token, state.settings, session_exists=context.has_session)  # built here: must be fresh
+            check_token(token, state.settings, session_exists=context.has_connected_session)  # built here
         # the user is who this request authenticated as (the guard), never a claim of the token
         info = replace(request_info(request), user=g.get("bokeh_user"))
         session = context.create_session_if_needed(session_id, info, token)

@@ -1,8 +1,11 @@
 """XSRF protection for state-changing requests (``--enable-xsrf-cookies``).
 
-A token is a random value signed with itsdangerous, kept in the ``_xsrf``
-cookie; a POST, PUT, PATCH or DELETE must send the same token back in the
-``_xsrf`` form field or the ``X-XSRFToken`` / ``X-CSRFToken`` header. Forms get
+A token is a random value kept in the ``_xsrf`` cookie; a POST, PUT, PATCH or
+DELETE must send the same token back in the ``_xsrf`` form field or the
+``X-XSRFToken`` / ``X-CSRFToken`` header (a page of another site can make the
+browser send the cookie, but cannot read it). As in Tornado this needs no
+secret; with ``--cookie-secret`` (or Flask's ``SECRET_KEY``) the token is also
+signed with itsdangerous, so only this server's tokens are taken. Forms get
 the field from :func:`xsrf_form_html` (also a Jinja global of the site), the
 counterpart of Tornado's helper of the same name.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 import typing as t
 
@@ -28,17 +32,24 @@ UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _SALT = "bokeh-flask-xsrf"
 
 
+#: what an unsigned token looks like (``secrets.token_urlsafe(24)``)
+_RANDOM_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
+
+
 def _serializer(secret: str | bytes) -> URLSafeSerializer:
     return URLSafeSerializer(secret, salt=_SALT)
 
 
-def new_token(secret: str | bytes) -> str:
-    return _serializer(secret).dumps(secrets.token_urlsafe(24))
+def new_token(secret: str | bytes | None) -> str:
+    token = secrets.token_urlsafe(24)
+    return _serializer(secret).dumps(token) if secret else token
 
 
-def token_is_valid(secret: str | bytes, token: str | None) -> bool:
+def token_is_valid(secret: str | bytes | None, token: str | None) -> bool:
     if not token:
         return False
+    if not secret:
+        return _RANDOM_TOKEN.fullmatch(token) is not None
     try:
         _serializer(secret).loads(token)
     except BadSignature:
@@ -46,19 +57,17 @@ def token_is_valid(secret: str | bytes, token: str | None) -> bool:
     return True
 
 
-def request_passes(secret: str | bytes, method: str, cookie: str | None, sent: str | None) -> bool:
+def request_passes(secret: str | bytes | None, method: str, cookie: str | None, sent: str | None) -> bool:
     """True for safe methods, or when the sent token equals a valid cookie token."""
     if method.upper() not in UNSAFE_METHODS:
         return True
     return token_is_valid(secret, cookie) and sent is not None and hmac.compare_digest(cookie or "", sent)
 
 
-def xsrf_secret() -> str | bytes:
-    """The key XSRF tokens are signed with: ``--cookie-secret``, else the Flask ``SECRET_KEY``."""
+def xsrf_secret() -> str | bytes | None:
+    """The key XSRF tokens are signed with: ``--cookie-secret``, else the Flask ``SECRET_KEY``, else none."""
     secret = current_state().settings.cookie_secret or current_app.config.get("SECRET_KEY")
-    if not secret:
-        raise RuntimeError("--enable-xsrf-cookies needs --cookie-secret (or a Flask SECRET_KEY)")
-    return t.cast("str | bytes", secret)
+    return t.cast("str | bytes | None", secret or None)
 
 
 def current_token() -> str:
