@@ -128,8 +128,8 @@ def test_auth_module_guards_pages_and_websockets(serve):
 
 
 @pytest.mark.parametrize("source, message", [
-    ("from tornado.web import RequestHandler\nlogin_url = '/login'\ndef get_user(h): return None\n"
-     "class LoginHandler(RequestHandler):\n    pass\n", "is a Tornado RequestHandler"),
+    ("login_url = '/login'\ndef get_user(h): return None\nclass LoginHandler:\n    pass\n",
+     "must be a tornado.web.RequestHandler, a function or a flask.views.View class"),
     ("login_url = '/login'\n", "exactly one of get_user or get_user_async"),
     ("def get_user(h): return None\n", "exactly one of login_url or get_login_url"),
     ("raise ImportError('missing dependency')\n", "failed to load: ImportError: missing dependency"),

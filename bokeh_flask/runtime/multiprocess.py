@@ -38,6 +38,15 @@ log = logging.getLogger(__name__)
 GRACEFUL_TIMEOUT = 10
 
 
+#: keywords of ``Server`` / ``create_app`` that are objects for the extension, not settings
+EXTENSION_ARGUMENTS = ("auth_provider", "extra_patterns")
+
+
+def settings_only(values: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """``values`` without :data:`EXTENSION_ARGUMENTS` (they go to each worker's ``create_app`` as they are)."""
+    return {k: v for k, v in values.items() if k not in EXTENSION_ARGUMENTS}
+
+
 def worker_count(num_procs: int) -> int:
     """``0`` means one process per core, as in ``bokeh serve``."""
     return num_procs if num_procs > 0 else multiprocessing.cpu_count()
@@ -116,7 +125,7 @@ class BokehGunicorn(BaseApplication):  # type: ignore[misc]
 
         gunicorn's own would load a password-protected key by asking on the terminal.
         """
-        return ssl_context_for(ServerSettings.resolve(self._settings))
+        return ssl_context_for(ServerSettings.resolve(settings_only(self._settings)))
 
     def _when_ready(self, arbiter: t.Any) -> None:
         """In the master, before the workers fork: learn the real port (``--port 0``)."""
@@ -143,7 +152,8 @@ class ProcessGroup:
     """
 
     def __init__(self, applications: t.Any, settings: dict[str, t.Any], argv: t.Sequence[str] | None) -> None:
-        self.settings = ServerSettings.resolve(settings)  # fail here, once, rather than in every worker
+        # fail here, once, rather than in every worker
+        self.settings = ServerSettings.resolve(settings_only(settings))
         self._applications = build_applications(applications, argv)
         used = sorted(route for route, app in self._applications.items() if not app.safe_to_fork)
         if used:

@@ -78,7 +78,6 @@ class Server:
         self._processes: ProcessGroup | None = None
         self.flask_app: Flask | None = None
         self._state: BokehState | None = None
-        _refuse_unsupported(kwargs)
         if kwargs.get("num_procs", 1) != 1:
             from .multiprocess import ProcessGroup  # gunicorn, in the unpatched master (module docstring)
 
@@ -246,14 +245,6 @@ class Server:
             raise ValueError("app_path must start with a /")
         host = self.address if self.address not in (None, "", "0.0.0.0", "::") else "localhost"
         view(f"http://{host}:{self.port}{self.prefix}{app_path}", browser=browser, new=new)
-
-
-def _refuse_unsupported(kwargs: dict[str, t.Any]) -> None:
-    """``Server`` keywords bokeh accepts that bokeh-flask does not implement yet: an error, never ignored."""
-    if kwargs.get("auth_provider") is not None:
-        raise ConfigError("auth_provider is not supported by bokeh-flask: pass auth_module='path/to/auth.py' "
-                          "(a bokeh serve auth module), or authorize= to BokehFlask")
-    kwargs.pop("auth_provider", None)
 
 
 def _translate_server_kwargs(kwargs: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -29,6 +29,7 @@ from tornado.web import create_signed_value
 from ..core.auth import AuthProvider
 from ..core.errors import ConfigError
 from .current import current_state
+from .tornado_handlers import is_tornado_handler
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +59,35 @@ def load_auth_module(path: str) -> AuthProvider:
 
 
 def _flask_view(handler: t.Any, what: str, path: str) -> t.Callable[..., t.Any] | None:
-    """A ``LoginHandler`` / ``LogoutHandler`` as a Flask view function."""
+    """A ``LoginHandler`` / ``LogoutHandler``: a Tornado ``RequestHandler`` class (served as
+    bokeh serves it, see :mod:`.tornado_handlers`), a Flask view function or a ``flask.views.View``."""
     if handler is None:
         return None
+    if is_tornado_handler(handler):
+        return t.cast(t.Callable[..., t.Any], handler)
     if inspect.isclass(handler):
-        if any(c.__module__.startswith("tornado.") and c.__name__ == "RequestHandler" for c in handler.__mro__):
-            raise ConfigError(
-                f"{what} in {path} is a Tornado RequestHandler; bokeh-flask mounts Flask views: "
-                f"make it a function or a flask.views.View class"
-            )
         if issubclass(handler, View):
             return t.cast(t.Callable[..., t.Any], handler.as_view(what.lower()))
-        raise ConfigError(f"{what} in {path} must be a function or a flask.views.View class")
+        raise ConfigError(f"{what} in {path} must be a tornado.web.RequestHandler, a function or a "
+                          "flask.views.View class")
     if callable(handler):
         return t.cast(t.Callable[..., t.Any], handler)
-    raise ConfigError(f"{what} in {path} must be a function or a flask.views.View class")
+    raise ConfigError(f"{what} in {path} must be a tornado.web.RequestHandler, a function or a flask.views.View class")
+
+
+def provider_from_bokeh(provider: t.Any) -> AuthProvider:
+    """bokeh's ``AuthProvider`` object (``Server(auth_provider=...)``) as ours."""
+    def attribute(name: str) -> t.Any:
+        try:
+            return getattr(provider, name, None)
+        except Exception:  # bokeh's properties raise for what a provider does not define
+            return None
+
+    return AuthProvider(get_user=attribute("get_user"), get_user_async=attribute("get_user_async"),
+                        login_url=attribute("login_url"), get_login_url=attribute("get_login_url"),
+                        logout_url=attribute("logout_url"),
+                        login_view=_flask_view(attribute("login_handler"), "login_handler", "auth_provider"),
+                        logout_view=_flask_view(attribute("logout_handler"), "logout_handler", "auth_provider"))
 
 
 def provider_from_callable(authorize: t.Callable[[], t.Any], login_url: str | None,

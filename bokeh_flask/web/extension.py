@@ -22,6 +22,7 @@ import typing as t
 from bokeh.application import Application
 from flask import Blueprint, Flask
 from flask.blueprints import BlueprintSetupState
+from tornado.web import RequestHandler
 
 from ..core.auth import AuthProvider
 from ..core.curdoc import install_context_local_curdoc
@@ -33,10 +34,11 @@ from ..core.scheduling import Scheduler
 from ..core.settings import ServerSettings, normalise_prefix
 from ..core.state import BokehState
 from . import ops, pages, static, websocket
-from .auth import load_auth_module, provider_from_callable
+from .auth import load_auth_module, provider_from_bokeh, provider_from_callable
 from .current import EXTENSION_KEY
 from .guard import guard
 from .proxies import XHeaders
+from .tornado_handlers import TORNADO_ENDPOINT, TornadoHandlers, flask_rule, is_tornado_handler, pattern_converter
 from .xsrf import set_xsrf_cookie, xsrf_form_html
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ class BokehFlask:
     :param name: the blueprint name (change it to mount two sets of apps).
     :param settings: any :class:`~bokeh_flask.core.settings.ServerSettings` field,
         e.g. ``keep_alive_milliseconds=0`` or ``allow_websocket_origin=[...]``.
+    :param auth_provider: a bokeh ``AuthProvider`` (as ``Server(auth_provider=...)`` takes)
+    :param extra_patterns: ``[(r"/path", TornadoHandler[, kwargs])]``, served as bokeh serves them
     :param runtime: what runs the websockets and timers
         (:class:`~bokeh_flask.core.ports.Runtime`); ``bokeh_flask.BokehFlask``
         supplies gevent's (or threads' under ``flask run``) through
@@ -60,10 +64,16 @@ class BokehFlask:
     def __init__(self, applications: t.Any = None, *, app: Flask | None = None, name: str = "bokeh",
                  argv: t.Sequence[str] | None = None, scheduler: Scheduler | None = None,
                  authorize: t.Callable[[], t.Any] | None = None, login_url: str | None = None,
-                 logout_url: str | None = None, runtime: Runtime | None = None, **settings: t.Any) -> None:
+                 logout_url: str | None = None, runtime: Runtime | None = None,
+                 auth_provider: t.Any = None, extra_patterns: t.Sequence[t.Sequence[t.Any]] = (),
+                 **settings: t.Any) -> None:
         self.applications: dict[str, Application] = build_applications(applications, argv)
         self._overrides = settings
-        self._authorize = provider_from_callable(authorize, login_url, logout_url) if authorize else None
+        if authorize is not None and auth_provider is not None:
+            raise ConfigError("Give authorize= or auth_provider=, not both")
+        self._authorize = (provider_from_callable(authorize, login_url, logout_url) if authorize else
+                           provider_from_bokeh(auth_provider) if auth_provider is not None else None)
+        self._extra_patterns = [_pattern(entry) for entry in extra_patterns]
         self._scheduler = scheduler
         self._runtime = runtime
         self.blueprint = self._make_blueprint(name)
@@ -117,8 +127,11 @@ class BokehFlask:
         scheduler = self._scheduler or runtime.make_scheduler()
         auth = self._authorize or (load_auth_module(settings.auth_module) if settings.auth_module else None)
         states[setup.name] = BokehState(self.applications, settings, scheduler, url_prefix, auth, runtime=runtime)
+        tornado_routes = list(self._extra_patterns)
         if auth is not None:
-            _mount_auth_views(setup, auth)
+            tornado_routes += _mount_auth_views(setup, auth)
+        if tornado_routes:
+            _mount_tornado_handlers(setup, tornado_routes, settings, auth, scheduler, url_prefix)
         if settings.use_xheaders and not isinstance(app.wsgi_app, XHeaders):
             app.wsgi_app = XHeaders(app.wsgi_app)  # type: ignore[method-assign]
         log.debug("bokeh blueprint %r registered at %r serving %s", setup.name, url_prefix or "/",
@@ -130,12 +143,42 @@ def _template_helpers() -> dict[str, t.Any]:
     return {"xsrf_form_html": xsrf_form_html}
 
 
-def _mount_auth_views(setup: BlueprintSetupState, auth: AuthProvider) -> None:
-    """An auth module's ``LoginHandler`` / ``LogoutHandler`` at its relative URLs."""
-    if auth.login_view is not None and auth.login_url:
-        setup.add_url_rule(auth.login_url, "login", auth.login_view, methods=["GET", "POST"])
-    if auth.logout_view is not None and auth.logout_url:
-        setup.add_url_rule(auth.logout_url, "logout", auth.logout_view, methods=["GET", "POST"])
+def _mount_auth_views(setup: BlueprintSetupState, auth: AuthProvider) -> list[tuple[str, type, dict[str, t.Any]]]:
+    """An auth module's ``LoginHandler`` / ``LogoutHandler`` at its relative URLs; returns the Tornado ones."""
+    tornado_routes = []
+    for url, view, name in ((auth.login_url, auth.login_view, "login"), (auth.logout_url, auth.logout_view, "logout")):
+        if view is None or not url:
+            continue
+        if is_tornado_handler(view):
+            tornado_routes.append((url, t.cast(type, view), {"endpoint": name}))
+        else:
+            setup.add_url_rule(url, name, view, methods=["GET", "POST"])
+    return tornado_routes
+
+
+def _pattern(entry: t.Sequence[t.Any]) -> tuple[str, type, dict[str, t.Any]]:
+    """One ``extra_patterns`` entry, ``(pattern, handler)`` or ``(pattern, handler, kwargs)``."""
+    if not 2 <= len(entry) <= 3 or not isinstance(entry[0], str) or not is_tornado_handler(entry[1]):
+        raise ConfigError(f"extra_patterns entries are (r'/path', RequestHandlerClass[, kwargs]), got {entry!r}")
+    return entry[0], entry[1], dict(entry[2]) if len(entry) == 3 else {}
+
+
+def _mount_tornado_handlers(setup: BlueprintSetupState, routes: list[tuple[str, type, dict[str, t.Any]]],
+                            settings: ServerSettings, auth: AuthProvider | None, scheduler: Scheduler,
+                            url_prefix: str) -> None:
+    """Tornado handlers at their patterns, under the blueprint's prefix (see :mod:`.tornado_handlers`)."""
+    patterns = [(p, h, {k: v for k, v in kwargs.items() if k != "endpoint"}) for p, h, kwargs in routes]
+    login_url = auth.login_url if auth is not None and auth.login_url else None
+    handlers = TornadoHandlers(patterns, scheduler.finish, prefix=url_prefix, cookie_secret=settings.cookie_secret,
+                               xsrf_cookies=settings.xsrf_cookies or None,
+                               login_url=(url_prefix + login_url) if login_url else None)
+    for index, (pattern, _, kwargs) in enumerate(routes):
+        converter = f"tornado_{setup.name}_{index}"
+        rule = flask_rule(pattern, converter)
+        if rule is not None and "<" in rule:
+            setup.app.url_map.converters[converter] = pattern_converter(pattern)
+        setup.add_url_rule(rule, kwargs.get("endpoint", f"{TORNADO_ENDPOINT}{index}"), handlers.view,
+                           methods=list(RequestHandler.SUPPORTED_METHODS))
 
 
 def _add_app_rules(bp: Blueprint, route: str, application: Application) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode
 
-from flask import Response, abort, g, redirect, request
+from flask import Response, abort, current_app, g, redirect, request
 
 from .current import base_url, current_state
+from .tornado_handlers import TORNADO_ENDPOINT, is_tornado_view
 from .tornado_shim import RequestHandlerShim
 from .xsrf import check_xsrf
 
@@ -25,10 +26,12 @@ def guard() -> Response | None:
     a page request is redirected to the login URL.
     """
     state = current_state()
-    check_xsrf()
+    tornado = is_tornado_view(current_app.view_functions.get(request.endpoint or ""))
+    if not tornado:
+        check_xsrf()  # Tornado handlers check their own (``check_xsrf_cookie``), as under bokeh serve
     provider = state.auth
     endpoint = (request.endpoint or "").rsplit(".", 1)[-1]
-    if provider is None or endpoint in PUBLIC_ENDPOINTS:
+    if provider is None or endpoint in PUBLIC_ENDPOINTS or endpoint.startswith(TORNADO_ENDPOINT):
         return None
     handler = RequestHandlerShim(request, state.settings.cookie_secret)
     try:

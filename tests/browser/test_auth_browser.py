@@ -8,7 +8,7 @@ from playwright.sync_api import expect  # noqa: E402
 
 from tests.support.browser import click_three_times  # noqa: E402
 
-from tests.support.servers import EXAMPLES  # noqa: E402
+from tests.support.servers import EXAMPLES, REPO_ROOT  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,3 +27,26 @@ def test_login_then_use_the_sliders(serve, page, console):
     console.assert_clean()
     page.goto(server.browser_url + "/logout")
     expect(page).to_have_url(f"{server.browser_url}/login")
+
+
+def test_login_through_a_tornado_login_handler_with_xsrf(serve, page, console):
+    """An auth module written for bokeh serve: a Tornado LoginHandler rendering a template beside it,
+    with --enable-xsrf-cookies and --cookie-secret, runs unchanged."""
+    auth = REPO_ROOT / "tests" / "apps" / "tornado_auth" / "auth.py"
+    server = serve(REPO_ROOT / "tests" / "apps" / "whoami_app.py",
+                   extra_args=["--auth-module", auth, "--enable-xsrf-cookies", "--cookie-secret", "browser-secret"])
+    page.goto(server.app_url("whoami_app"))
+    expect(page).to_have_url(f"{server.browser_url}/login?next=%2Fwhoami_app")
+    page.fill("#username", "alice")
+    page.fill("#password", "not it")
+    page.click("#submit")
+    expect(page.locator(".error")).to_have_text("wrong password")  # the template, rendered again (401)
+    page.fill("#username", "alice")
+    page.fill("#password", "wonderland")
+    page.click("#submit")  # the form carries Tornado's _xsrf field, checked by Tornado
+    expect(page).to_have_url(server.app_url("whoami_app"))
+    expect(page.get_by_text("user=alice")).to_be_visible()  # BokehJS rendered the document over the websocket
+    console.assert_clean(ignore=[r"401"])
+    page.goto(server.browser_url + "/logout")
+    page.goto(server.app_url("whoami_app"))
+    expect(page).to_have_url(f"{server.browser_url}/login?next=%2Fwhoami_app")

@@ -16,6 +16,9 @@ loaded from ``127.0.0.1:PORT`` would have its websocket refused.
 """
 from __future__ import annotations
 
+import re
+import typing as t
+
 import os
 
 import pytest
@@ -89,8 +92,9 @@ class ConsoleLog:
                 + [f"page error: {e}" for e in self.page_errors]
                 + [f"HTTP {r}" for r in self.bad_responses])
 
-    def assert_clean(self) -> None:
-        problems = self.problems()
+    def assert_clean(self, ignore: t.Sequence[str] = ()) -> None:
+        """No problems, except those matching an ``ignore`` pattern (an expected 401, say)."""
+        problems = [p for p in self.problems() if not any(re.search(pattern, p) for pattern in ignore)]
         assert not problems, "browser reported problems:\n  " + "\n  ".join(problems)
 
 
