@@ -49,7 +49,7 @@ class Profile:
     reap_extra_seconds: float       # observed after lifetime + 2 check intervals
     scaling_warmup_max_seconds: float = 30.0  # wait for every server process to build documents
     cycles_first: int = 1000        # page -> websocket -> close cycles measured first
-    cycles_more: int = 2000         # and after them, for the per-cycle growth
+    cycles_more: int = 4000         # and after them, for the per-cycle growth
     connect_parallelism: int = 8    # concurrent session opens when building N sessions
 
 
@@ -881,6 +881,17 @@ def _cycles(run: MetricRun, n: int) -> None:
         raise RuntimeError(f"{n - done} of {n} page views failed")
 
 
+def _sessions_left(run: MetricRun) -> int | None:
+    """Sessions the server still holds (bokeh-flask's /healthz; None where there is none)."""
+    status, body = bk.HttpClient(run.host, run.port).get("/healthz")
+    if status != 200:
+        return None
+    try:
+        return sum(json.loads(body)["sessions"].values())
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
 def m_cycles(run: MetricRun) -> dict[str, Any]:
     """RSS retained by page -> websocket -> close cycles whose sessions are then reaped."""
     p = run.profile
@@ -895,6 +906,7 @@ def m_cycles(run: MetricRun) -> dict[str, Any]:
         "first_mb": (first - base) / 2**20,
         "kib_per_cycle": (more - first) / p.cycles_more / 1024,
         "rss_mb": more / 2**20,
+        "sessions_left": _sessions_left(run),
         "_note": f"{p.cycles_first} then {p.cycles_more} cycles, {CYCLES_THREADS} clients, {CYCLES_PER_SECOND}/s",
     }
 
@@ -1222,6 +1234,7 @@ METRICS: tuple[Metric, ...] = (
         Field("first_mb", "RSS retained by the first cycles", "MiB", "lower"),
         Field("kib_per_cycle", "RSS growth per cycle after them", "KiB", "lower"),
         Field("rss_mb", "RSS at the end", "MiB", "lower"),
+        Field("sessions_left", "sessions left at the end", "", "lower"),
     ), extra_args=lambda p: ["--check-unused-sessions", str(CYCLES_REAP_MS),
                              "--unused-session-lifetime", str(CYCLES_REAP_MS)]),
     Metric("scaling", "8. scaling with --num-procs (page loads, visits, round trip)", ("slider",), m_scaling,
