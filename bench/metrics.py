@@ -48,6 +48,8 @@ class Profile:
     reap_baseline_seconds: float
     reap_extra_seconds: float       # observed after lifetime + 2 check intervals
     scaling_warmup_max_seconds: float = 30.0  # wait for every server process to build documents
+    cycles_first: int = 1000        # page -> websocket -> close cycles measured first
+    cycles_more: int = 4000         # and after them, for the per-cycle growth
     connect_parallelism: int = 8    # concurrent session opens when building N sessions
 
 
@@ -64,6 +66,14 @@ FULL = Profile(
     reap_baseline_seconds=3.0, reap_extra_seconds=3.0,
 )
 
+#: check/lifetime (ms) of the cycles servers: sessions go away soon after their websocket closes
+CYCLES_REAP_MS = 200
+CYCLES_THREADS = 4
+#: page views per second, the same for every server: how many sessions are alive at once (and so
+#: the heap's high-water mark) follows from the rate, which bokeh serve keeps lower (it runs a full
+#: garbage collection per discarded session, ~40 ms)
+CYCLES_PER_SECOND = 16
+
 QUICK = Profile(
     name="quick",
     pageload_clients=8, pageload_seconds=3.0,
@@ -75,6 +85,7 @@ QUICK = Profile(
     memory_sessions=50,
     reap_sessions=50, reap_check_ms=500, reap_lifetime_ms=1000,
     reap_baseline_seconds=1.5, reap_extra_seconds=1.5,
+    cycles_first=300, cycles_more=300,
 )
 
 
@@ -843,6 +854,64 @@ def m_reap(run: MetricRun) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
+# 9. memory over session cycles
+# ---------------------------------------------------------------------------
+
+
+def _cycles(run: MetricRun, n: int) -> None:
+    """``n`` page views (page, websocket, pull, close), ``CYCLES_THREADS`` at a time, at ``CYCLES_PER_SECOND``."""
+    interval = CYCLES_THREADS / CYCLES_PER_SECOND
+
+    def worker(count: int) -> int:
+        http = bk.HttpClient(run.host, run.port)
+        done, next_at = 0, time.monotonic()
+        try:
+            for _ in range(count):
+                time.sleep(max(0.0, next_at - time.monotonic()))  # pacing, the same for every server
+                next_at += interval
+                done += visit(run, http)
+            return done
+        finally:
+            http.close()
+
+    shares = [n // CYCLES_THREADS + (1 if i < n % CYCLES_THREADS else 0) for i in range(CYCLES_THREADS)]
+    with ThreadPoolExecutor(CYCLES_THREADS) as pool:
+        done = sum(pool.map(worker, shares))
+    if done != n:
+        raise RuntimeError(f"{n - done} of {n} page views failed")
+
+
+def _sessions_left(run: MetricRun) -> int | None:
+    """Sessions the server still holds (bokeh-flask's /healthz; None where there is none)."""
+    status, body = bk.HttpClient(run.host, run.port).get("/healthz")
+    if status != 200:
+        return None
+    try:
+        return sum(json.loads(body)["sessions"].values())
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
+def m_cycles(run: MetricRun) -> dict[str, Any]:
+    """RSS retained by page -> websocket -> close cycles whose sessions are then reaped."""
+    p = run.profile
+    settle = 4 * CYCLES_REAP_MS / 1000 + 1.0  # every session of the cycles reaped
+    _cycles(run, 20)  # lazy imports, caches of the first pages
+    base = _steady_rss(run.server, settle=settle)
+    _cycles(run, p.cycles_first)
+    first = _steady_rss(run.server, settle=settle)
+    _cycles(run, p.cycles_more)
+    more = _steady_rss(run.server, settle=settle)
+    return {
+        "first_mb": (first - base) / 2**20,
+        "kib_per_cycle": (more - first) / p.cycles_more / 1024,
+        "rss_mb": more / 2**20,
+        "sessions_left": _sessions_left(run),
+        "_note": f"{p.cycles_first} then {p.cycles_more} cycles, {CYCLES_THREADS} clients, {CYCLES_PER_SECOND}/s",
+    }
+
+
+# ---------------------------------------------------------------------------
 # 8. scaling with --num-procs
 # ---------------------------------------------------------------------------
 
@@ -1161,6 +1230,13 @@ METRICS: tuple[Metric, ...] = (
         Field("server_cpu_pct", "server CPU, reaping window", "%", ""),
     ), extra_args=lambda p: ["--check-unused-sessions", str(p.reap_check_ms),
                              "--unused-session-lifetime", str(p.reap_lifetime_ms)]),
+    Metric("cycles", "9. memory over page -> websocket -> close cycles", ("slider",), m_cycles, (
+        Field("first_mb", "RSS retained by the first cycles", "MiB", "lower"),
+        Field("kib_per_cycle", "RSS growth per cycle after them", "KiB", "lower"),
+        Field("rss_mb", "RSS at the end", "MiB", "lower"),
+        Field("sessions_left", "sessions left at the end", "", "lower"),
+    ), extra_args=lambda p: ["--check-unused-sessions", str(CYCLES_REAP_MS),
+                             "--unused-session-lifetime", str(CYCLES_REAP_MS)]),
     Metric("scaling", "8. scaling with --num-procs (page loads, visits, round trip)", ("slider",), m_scaling,
            _scaling_fields(),
            extra_args=lambda p: ["--check-unused-sessions", str(SCALING_CHECK_UNUSED_MS)],

@@ -8,8 +8,10 @@ and the stats and memory logs.
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import os
+import time
 import typing as t
 import weakref
 
@@ -34,6 +36,21 @@ _LIVE_STATES: weakref.WeakSet[BokehState] = weakref.WeakSet()
 def live_states() -> list[BokehState]:
     """The BokehStates of this process (one per registration of the blueprint)."""
     return list(_LIVE_STATES)
+
+
+def collect_garbage() -> None:
+    """Free the reference cycles of discarded documents now.
+
+    A destroyed document leaves cycles that Python's collector would otherwise
+    keep until its rare full collection (when a quarter of the long-lived heap is
+    pending): 10 MB after a few hundred sessions. bokeh runs ``gc.collect()``
+    for every session it discards; here one collection follows each cleanup
+    pass, and because the start-up heap is frozen (:meth:`BokehState.start`) it
+    scans only what is newer: well under a millisecond instead of ~40 ms.
+    """
+    started = time.perf_counter()
+    found = gc.collect()
+    log.debug("Collected %d objects of discarded sessions in %.1f ms", found, (time.perf_counter() - started) * 1000)
 
 
 class ProcessInfo:
@@ -131,6 +148,10 @@ class BokehState:
         for context in self.contexts.values():
             context.run_load_hook()
         atexit.register(self.stop)
+        # What exists now (modules, apps, the site) lives as long as the process: move it out of
+        # the collector's way, so the collection after each cleanup pass scans only newer objects.
+        gc.collect()
+        gc.freeze()
         self.started = True
 
     def drain(self) -> None:
@@ -172,8 +193,9 @@ class BokehState:
 
     def cleanup_sessions(self) -> None:
         lifetime = self.settings.unused_session_lifetime_milliseconds
-        for context in self.contexts.values():
-            context.cleanup_unused(lifetime)
+        discarded = sum(context.cleanup_unused(lifetime) for context in self.contexts.values())
+        if discarded:
+            self.scheduler.call_later(0, collect_garbage)  # after the discards just scheduled
 
     def send_keep_alive(self) -> None:
         for connection in list(self.connections):
