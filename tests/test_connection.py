@@ -9,7 +9,11 @@ from bokeh.document import Document
 from bokeh.models import ColumnDataSource, Div, Slider
 from bokeh.protocol import Protocol
 
+from bokeh.protocol.receiver import Receiver
+
 from bokeh_flask.core.connection import SETTLE_SECONDS, ProtocolViolation, ServerConnection
+from bokeh_flask.core.messages import REPULL_KEEPS_BUFFERS, message_frames, pull_reply
+from bokeh_flask.core.scheduling import run_sync
 from bokeh_flask.core.sessions import ServerSession
 from tests.support.clock import ManualScheduler
 from tests.support.recording import RecordingTransport
@@ -60,17 +64,32 @@ def test_ack_is_sent_first(served):
     assert session.connection_count == 1
 
 
-def test_pull_reply_is_self_contained(served):
-    """Arrays inline, so BokehJS can re-pull after a reconnect (it drops re-pull buffers, bokeh#15347)."""
+def test_pull_reply_carries_arrays_as_the_bokehjs_in_use_keeps_them(served):
+    """Binary buffers with BokehJS 3.10 on; inline before, where BokehJS drops a re-pull's buffers (bokeh#15347)."""
     _, session, _ = served
     connection, transport = connect(session)
     send(connection, Protocol().create("PULL-DOC-REQ"))
     header, content = transport.messages()[-1]
-    assert header["msgtype"] == "PULL-DOC-REPLY" and "num_buffers" not in header
-    assert len(transport.writes[-1]) == 3
-    from bokeh.document import Document
+    assert header["msgtype"] == "PULL-DOC-REPLY"
+    if REPULL_KEEPS_BUFFERS:
+        assert header["num_buffers"] == 1 and len(transport.writes[-1]) == 5
+    else:
+        assert "num_buffers" not in header and len(transport.writes[-1]) == 3
+        pulled = Document.from_json(content["doc"])
+        assert list(pulled.get_model_by_name("cds").data["y"]) == [0.0, 1.0, 2.0, 3.0, 4.0]
 
-    pulled = Document.from_json(content["doc"])
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_pull_replies_both_ways_load_the_document(served, binary):
+    _, _, doc = served
+    reply = pull_reply("r1", doc, binary=binary)
+    assert (len(reply.buffers) == 1) is binary
+    frames = message_frames(reply)
+    receiver = Receiver(Protocol())
+    for frame in frames:
+        message = run_sync(receiver.consume(frame))
+    pulled = Document()
+    message.push_to_document(pulled)
     assert list(pulled.get_model_by_name("cds").data["y"]) == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
@@ -277,3 +296,32 @@ def test_draining_closes_a_connection_that_stayed_silent(served, monkeypatch):
     monkeypatch.setattr(connection, "opened_at", connection.opened_at - SETTLE_SECONDS)
     connection.close_when_settled()
     assert transport.closed == (1001, "server shutting down")
+
+
+class ForeignThreadScheduler(ManualScheduler):
+    """The manual clock, seen from an OS thread that is not the server's loop."""
+
+    def in_loop_thread(self) -> bool:
+        return False
+
+
+def test_a_change_from_another_thread_goes_out_under_the_lock():
+    """A document changed directly from a user's thread is not written from that thread: the
+    scheduler sends it, under the document lock, like every other change."""
+    clock = ForeignThreadScheduler()
+    doc = Document()
+    div = Div(text="before", name="div")
+    doc.add_root(div)
+    session = ServerSession("sid", doc, clock)
+    out = RecordingTransport()
+    connection = ServerConnection(session, out)
+    connection.start()
+    clock.advance(0)
+    div.text = "from a thread"  # no lock held, not the loop's thread
+    assert out._writes[-1][0].count("ACK") == 1  # nothing written yet
+    locked = []
+    original = session.with_document_locked
+    session.with_document_locked = lambda *a, **k: (locked.append(True), original(*a, **k))[1]
+    clock.advance(0)
+    assert locked and out.types()[-1] == "PATCH-DOC"
+    assert out.messages()[-1][1]["events"][0]["new"] == "from a thread"

@@ -175,3 +175,15 @@ def test_same_origin_rule_and_trusted_hosts():
     gstate = guarded.extensions["bokeh"]["bokeh"]
     with guarded.test_request_context("/a/ws", base_url="http://rebound.example:8000"):
         assert not same_origin_allowed(gstate, "http://rebound.example:8000")
+
+
+def test_absolute_url_is_where_pages_load_bokehjs_from():
+    """``Server(absolute_url=...)``: the page's scripts come from there (with the prefix), as bokeh's
+    ``BokehTornado.resources(True)`` builds them."""
+    from bokeh_flask import create_app
+
+    app = create_app({"/plot": div_app("plot")}, absolute_url="https://cdn.example.com/", prefix="/dash")
+    page = app.test_client().get("/dash/plot").text
+    assert 'src="https://cdn.example.com/dash/static/js/bokeh.min.js' in page
+    plain = create_app({"/plot": div_app("plot")}, prefix="/dash").test_client().get("/dash/plot").text
+    assert 'src="/dash/static/js/bokeh.min.js' in plain

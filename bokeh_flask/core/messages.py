@@ -12,7 +12,10 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 import typing as t
+
+import bokeh
 
 from bokeh.core.serialization import Buffer, Serializer
 from bokeh.protocol.messages.patch_doc import patch_doc
@@ -30,16 +33,29 @@ def message_frames(message: t.Any) -> list[Frame]:
     return frames
 
 
-def pull_reply(request_id: str, document: t.Any) -> t.Any:
-    """A PULL-DOC-REPLY whose arrays travel inline (see ``ServerSession.pull`` for why)."""
+#: BokehJS keeps the binary buffers of a PULL-DOC-REPLY it asks for after a reconnect from
+#: bokeh 3.10 on (bokeh#15347 was fixed there); the BokehJS a server hands out is its own bokeh's
+REPULL_KEEPS_BUFFERS = tuple(int(p) for p in re.findall(r"\d+", bokeh.__version__)[:2]) >= (3, 10)
+
+
+def pull_reply(request_id: str, document: t.Any, binary: bool = REPULL_KEEPS_BUFFERS) -> t.Any:
+    """A PULL-DOC-REPLY: arrays as binary buffers where the BokehJS in use keeps them, else inline.
+
+    BokehJS before 3.10 drops the binary buffers of a PULL-DOC-REPLY it asks for after a
+    reconnect (bokeh#15347), and a server cannot tell such a re-pull from a first pull
+    (after a failover the session is new here): with those, arrays travel inline.
+    """
     serialized = document.to_json(deferred=True)
-    if hasattr(serialized, "buffers"):  # bokeh >= 3.7: content plus binary buffers
-        buffers = {buffer.id: buffer for buffer in serialized.buffers or []}
-        doc_json = inline_buffers(serialized.content, buffers)
-    else:  # bokeh 3.6 inlines arrays itself
-        doc_json = serialized
     header = pull_doc_reply.create_header(request_id=request_id)
-    return pull_doc_reply(header, {}, {"doc": doc_json})
+    if not hasattr(serialized, "buffers"):  # bokeh 3.6 inlines arrays itself
+        return pull_doc_reply(header, {}, {"doc": serialized})
+    if binary:
+        message = pull_doc_reply(header, {}, {"doc": serialized.content})
+        for buffer in serialized.buffers or []:
+            message.add_buffer(buffer)
+        return message
+    buffers = {buffer.id: buffer for buffer in serialized.buffers or []}
+    return pull_doc_reply(header, {}, {"doc": inline_buffers(serialized.content, buffers)})
 
 
 def inline_buffers(node: t.Any, buffers: t.Mapping[str, t.Any]) -> t.Any:

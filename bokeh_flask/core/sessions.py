@@ -188,13 +188,7 @@ class ServerSession:
     # -- protocol requests ---------------------------------------------------
 
     def pull(self, message: t.Any, connection: Subscriber) -> t.Any:
-        """PULL-DOC-REPLY with the document's arrays inline, not as binary buffers.
-
-        BokehJS 3.9 drops the binary buffers of a PULL-DOC-REPLY it asks for after a
-        reconnect (bokeh#15347), and a server cannot tell such a re-pull from a first
-        pull (after a failover the session is new here). Arrays are inlined in the
-        gzip framing BokehJS expects but stored uncompressed (see ``inline_buffers``).
-        """
+        """PULL-DOC-REPLY: arrays as binary buffers with BokehJS 3.10 on, inline before (see ``pull_reply``)."""
         return self.with_document_locked(pull_reply, message.header["msgid"], self.document)
 
     def push(self, message: t.Any, connection: Subscriber) -> t.Any:

@@ -6,7 +6,7 @@ import logging
 import re
 import typing as t
 from dataclasses import dataclass, replace
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 from bokeh.core.templates import AUTOLOAD_JS, get_env
 from bokeh.embed.bundle import Script, bundle_for_objs_and_resources
@@ -93,15 +93,22 @@ def document_page(app_path: str) -> Response:
     if document is None:
         element_id = f"bk-{page_session.id[:12]}"
         item = RenderItem(token=page_session.token, elementid=element_id, use_for_title=True)
-        html = html_page_for_render_items(page_bundle(base_url(state)), {}, [item], "Bokeh Application",
+        html = html_page_for_render_items(page_bundle(resources_root(state)), {}, [item], "Bokeh Application",
                                           template=lazy_page_template(),
                                           template_variables={"lazy_element_id": element_id})
         return Response(html, mimetype="text/html")
     item = RenderItem(token=page_session.token, roots=document.roots, use_for_title=True)
-    html = html_page_for_render_items(page_bundle(base_url(state)), {}, [item], document.title,
+    html = html_page_for_render_items(page_bundle(resources_root(state)), {}, [item], document.title,
                                       template=document.template,
                                       template_variables=document.template_variables or {})
     return Response(html, mimetype="text/html")
+
+
+def resources_root(state: BokehState) -> str:
+    """Where pages load BokehJS from: ``absolute_url`` joined with the prefix, as bokeh's
+    ``BokehTornado.resources(True)`` does, else this server's own base URL."""
+    absolute = state.settings.absolute_url
+    return urljoin(absolute, state.url_prefix) if absolute else base_url(state)
 
 
 @functools.lru_cache(maxsize=1)
