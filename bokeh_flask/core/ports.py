@@ -53,8 +53,10 @@ class Runtime(t.Protocol):
 
     def make_scheduler(self) -> Scheduler: ...
 
-    def accept_websocket(self, environ: Environ, max_message_size: int) -> WebSocket:
-        """Answer the upgrade request in ``environ`` (already checked) with a websocket."""
+    def accept_websocket(self, environ: Environ, max_message_size: int,
+                         compression: tuple[int, int] | None = None) -> WebSocket:
+        """Answer the upgrade request in ``environ`` (already checked) with a websocket;
+        ``compression`` is (zlib level, memory level) for permessage-deflate, ``None`` for none."""
 
 
 class Relay(t.Protocol):

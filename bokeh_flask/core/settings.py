@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import os
 import typing as t
+import zlib
 from dataclasses import dataclass, field
 
 from bokeh.settings import settings as bokeh_settings
@@ -58,6 +59,10 @@ class ServerSettings:
     websocket_max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     #: a client with more than this waiting to be written to it is closed (1008): it stopped reading
     websocket_max_queue_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    #: permessage-deflate at this zlib level (0-9), off when None (``--websocket-compression-level``)
+    websocket_compression_level: int | None = None
+    #: zlib memory level (1-9) for permessage-deflate (``--websocket-compression-mem-level``; default 8)
+    websocket_compression_mem_level: int | None = None
     #: a client whose socket has taken no data for this long is closed (1008)
     websocket_write_timeout_seconds: float = DEFAULT_MAX_WRITE_STALL_S
     session_token_expiration: int = DEFAULT_TOKEN_EXPIRATION_S
@@ -162,6 +167,10 @@ class ServerSettings:
                 raise ConfigError("--port is not supported with a unix socket")
             if self.address or self.ssl_certfile or self.ssl_keyfile:
                 raise ConfigError("--address, --ssl-certfile and --ssl-keyfile are not supported with a unix socket")
+        if self.websocket_compression_level is not None and not -1 <= self.websocket_compression_level <= 9:
+            raise ConfigError("--websocket-compression-level must be a zlib level from 0 (none) to 9 (best)")
+        if self.websocket_compression_mem_level is not None and not 1 <= self.websocket_compression_mem_level <= 9:
+            raise ConfigError("--websocket-compression-mem-level must be from 1 to 9")
         if self.index is not None and not os.path.isfile(self.index):
             raise ConfigError(f"--index template file does not exist: {self.index}")
         if self.ico_path not in (None, "none") and not os.path.isfile(self.ico_path):
@@ -172,6 +181,13 @@ class ServerSettings:
             raise ConfigError("external-signed session ids need signing turned on (sign_sessions=True)")
 
     # -- derived values -----------------------------------------------------
+
+    @property
+    def websocket_compression(self) -> tuple[int, int] | None:
+        """(zlib level, memory level) for permessage-deflate, or None when compression is off (bokeh's default)."""
+        if self.websocket_compression_level is None:
+            return None
+        return self.websocket_compression_level, self.websocket_compression_mem_level or zlib.DEF_MEM_LEVEL
 
     def websocket_origins(self) -> set[str]:
         """The configured websocket allowlist, ``localhost:<port>`` when none is given."""

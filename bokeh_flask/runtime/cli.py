@@ -67,6 +67,10 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-file", default=None, help="write the log to this file")
     p.add_argument("--websocket-max-message-size", type=int, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
                    help="largest websocket message accepted (larger ones close with 1009)")
+    p.add_argument("--websocket-compression-level", type=int, default=None, metavar="LEVEL",
+                   help="compress websocket messages (permessage-deflate) at this zlib level, 0-9 (default: off)")
+    p.add_argument("--websocket-compression-mem-level", type=int, default=None, metavar="LEVEL",
+                   help="zlib memory level 1-9 for websocket compression (needs --websocket-compression-level)")
     p.add_argument("--websocket-max-queue-size", type=int, default=DEFAULT_MAX_QUEUED_BYTES, metavar="BYTES",
                    help="close (1008) a client with more than this waiting to be written to it: it stopped reading")
     p.add_argument("--websocket-write-timeout", type=float, default=DEFAULT_MAX_WRITE_STALL_S, metavar="SECONDS",
@@ -241,6 +245,8 @@ def _settings_from_options(options: argparse.Namespace) -> dict[str, t.Any]:
         ico_path=options.ico_path,
         websocket_max_message_size_bytes=options.websocket_max_message_size,
         websocket_max_queue_bytes=options.websocket_max_queue_size,
+        websocket_compression_level=options.websocket_compression_level,
+        websocket_compression_mem_level=options.websocket_compression_mem_level,
         websocket_write_timeout_seconds=options.websocket_write_timeout,
         session_token_expiration=options.session_token_expiration,
         num_procs=options.num_procs,

@@ -8,8 +8,10 @@ a bokeh server needs changed:
 * all writes go through one lock and ``sendall``, and the frames of one bokeh
   message leave in a single write (no interleaving, no partial sends, and no
   Nagle delay: ``TCP_NODELAY`` is set as well);
-* permessage-deflate is not negotiated (``bokeh serve`` does not compress by
-  default, and inflating untrusted input needs limits this library lacks);
+* permessage-deflate is negotiated only with ``--websocket-compression-level``
+  (off by default, as in ``bokeh serve``), at that level and memory level, and
+  what a client sends inflates to at most the message-size limit: a deflate
+  bomb closes its connection with 1009 before it is expanded;
 * the socket is read inline, not by a second reader thread: one greenlet
   (or thread) per connection instead of two. On gevent's servers the
   connection is taken away from the server (:meth:`BokehWebSocket.detach`),
@@ -29,14 +31,16 @@ import socket
 import threading
 import time
 import typing as t
+import zlib
 
 import gevent
 import gevent.monkey
 from simple_websocket import ConnectionClosed, Server
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
-from wsproto.extensions import Extension
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
 
+from ..core.defaults import DEFAULT_MAX_MESSAGE_BYTES
 from ..core.messages import Frame
 from ..core.ports import Environ
 from ..core.scheduling import Scheduler, ThreadScheduler
@@ -96,6 +100,64 @@ class _MessageSizeLimit(Extension):  # type: ignore[misc]
         return RsvBits(False, False, False)
 
 
+class BoundedDeflate(PerMessageDeflate):  # type: ignore[misc]
+    """permessage-deflate at a chosen zlib level and memory level, inflating at most ``limit`` bytes a message."""
+
+    def __init__(self, level: int, mem_level: int, limit: int) -> None:
+        super().__init__()
+        self.level, self.mem_level, self.limit = level, mem_level, limit
+        self._inflated = 0
+
+    def frame_inbound_header(self, proto: t.Any, opcode: Opcode, rsv: RsvBits,
+                             payload_length: int) -> CloseReason | RsvBits:
+        if not opcode.iscontrol() and opcode is not Opcode.CONTINUATION:
+            self._inflated = 0  # a new message
+        return super().frame_inbound_header(proto, opcode, rsv, payload_length)
+
+    def frame_inbound_payload_data(self, proto: t.Any, data: bytes) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        try:
+            out = self._decompressor.decompress(bytes(data), self.limit - self._inflated + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        return self._counted(out, more=bool(self._decompressor.unconsumed_tail))
+
+    def frame_inbound_complete(self, proto: t.Any, fin: bool) -> bytes | CloseReason | None:
+        result = super().frame_inbound_complete(proto, fin)
+        return self._counted(result) if isinstance(result, bytes) else result
+
+    def _counted(self, out: bytes, more: bool = False) -> bytes | CloseReason:
+        self._inflated += len(out)
+        if more or self._inflated > self.limit:
+            return CloseReason.MESSAGE_TOO_BIG
+        return out
+
+    def frame_outbound(self, proto: t.Any, opcode: Opcode, rsv: RsvBits, data: bytes,
+                       fin: bool) -> tuple[RsvBits, bytes]:
+        if self._compressor is None and self._compressible_opcode(opcode):
+            self._compressor = zlib.compressobj(self.level, zlib.DEFLATED, -int(self.server_max_window_bits),
+                                                self.mem_level)
+        return super().frame_outbound(proto, opcode, rsv, data, fin)
+
+
+class _AcceptingWith:
+    """The handshake's connection, accepting with our extensions (simple-websocket would offer its own)."""
+
+    def __init__(self, connection: t.Any, extensions: list[Extension]) -> None:
+        self.wrapped = connection
+        self._extensions = extensions
+
+    def send(self, event: t.Any) -> bytes:
+        if isinstance(event, AcceptConnection):
+            event = AcceptConnection(subprotocol=event.subprotocol, extensions=self._extensions,
+                                     extra_headers=event.extra_headers)
+        return t.cast(bytes, self.wrapped.send(event))
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self.wrapped, name)
+
+
 class _LockedSocket:
     """The socket a websocket writes through: every send writes all of ``data`` under the lock.
 
@@ -132,7 +194,10 @@ class _LockedSocket:
 class BokehWebSocket(Server):
     """simple-websocket's ``Server`` with atomic bokeh messages and named close codes."""
 
-    def __init__(self, environ: dict[str, t.Any], *, max_message_size: int) -> None:
+    def __init__(self, environ: dict[str, t.Any], *, max_message_size: int,
+                 compression: tuple[int, int] | None = None) -> None:
+        #: (zlib level, memory level) for permessage-deflate, or None to offer no extension
+        self._compression = compression
         self._write_lock = threading.RLock()
         self._raw_sock: socket.socket | None = None
         #: the close code this server sent, if it closed the connection
@@ -194,15 +259,23 @@ class BokehWebSocket(Server):
         self._locked_sock = _LockedSocket(value, self._write_lock)
 
     def handshake(self) -> None:
-        """Answer the upgrade request, offering no extensions."""
+        """Answer the upgrade request; permessage-deflate only if compression is configured."""
         lines = [b"GET / HTTP/1.1\r\n"]
         for key, value in self.environ.items():
-            if key.startswith("HTTP_") and key != "HTTP_SEC_WEBSOCKET_EXTENSIONS":
+            if key.startswith("HTTP_"):
                 header = "-".join(p.capitalize() for p in key[5:].split("_"))
                 lines.append(f"{header}: {value}\r\n".encode("latin-1"))
         lines.append(b"\r\n")
-        self.ws.receive_data(b"".join(lines))
-        self.connected = self._handle_events()
+        extensions: list[Extension] = []
+        if self._compression is not None:
+            level, mem_level = self._compression
+            extensions.append(BoundedDeflate(level, mem_level, self.max_message_size or DEFAULT_MAX_MESSAGE_BYTES))
+        self.ws = _AcceptingWith(self.ws, extensions)
+        try:
+            self.ws.receive_data(b"".join(lines))
+            self.connected = self._handle_events()
+        finally:
+            self.ws = self.ws.wrapped
         if self.ws.connection is not None:
             # After the handshake a WSConnection only passes calls on to its
             # Connection (the same send/receive_data/events/state); drop the
@@ -377,5 +450,7 @@ class SimpleWebSocketRuntime:
             return GeventScheduler()
         return ThreadScheduler()
 
-    def accept_websocket(self, environ: Environ, max_message_size: int) -> WebSocketTransport:
-        return WebSocketTransport(BokehWebSocket(environ, max_message_size=max_message_size))
+    def accept_websocket(self, environ: Environ, max_message_size: int,
+                         compression: tuple[int, int] | None = None) -> WebSocketTransport:
+        return WebSocketTransport(BokehWebSocket(environ, max_message_size=max_message_size,
+                                                 compression=compression))

@@ -70,7 +70,7 @@ def websocket(app_path: str) -> Response:
     if state.runtime is None:
         raise ConfigError("this registration has no websocket runtime: mount the apps with bokeh_flask.BokehFlask")
     max_size = state.settings.websocket_max_message_size_bytes
-    ws = state.runtime.accept_websocket(request.environ, max_size)
+    ws = state.runtime.accept_websocket(request.environ, max_size, state.settings.websocket_compression)
     connection = ServerConnection(session, ws, max_message_bytes=max_size,
                                   max_queued_bytes=state.settings.websocket_max_queue_bytes,
                                   max_write_stall_seconds=state.settings.websocket_write_timeout_seconds)
