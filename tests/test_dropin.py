@@ -99,3 +99,32 @@ def test_the_session_context_offers_the_logout_url():
     assert client.get("/app").status_code == 200
     [session] = bk.state(site).context_for("/app").sessions
     assert session.document.get_model_by_name("logout").text == "logout=/logout"
+
+
+EXTENSION_INIT = """
+from bokeh.models import Div
+
+
+class Fancy(Div):
+    '''A model of an extension package (its BokehJS code is in dist/, as bokeh-garden ships it).'''
+"""
+
+
+@pytest.mark.slow
+def test_an_apps_extension_models_are_in_its_page_after_another_apps_page(serve, tmp_path):
+    """The page bundle is bokeh's, per page: an extension package an app imports is in that app's page even
+    when another app's page (built before the package was loaded) came first."""
+    package = tmp_path / "bkflaskext"
+    (package / "dist").mkdir(parents=True)
+    (package / "__init__.py").write_text(EXTENSION_INIT)
+    (package / "bokeh.ext.json").write_text("{}")
+    (package / "dist" / "bkflaskext.min.js").write_text("/* the extension's BokehJS code */")
+    (tmp_path / "plain.py").write_text(DIV_APP.format("plain"))
+    (tmp_path / "fancy.py").write_text("from bkflaskext import Fancy\nfrom bokeh.io import curdoc\n"
+                                       "curdoc().add_root(Fancy(text='fancy'))\n")
+    server = serve(tmp_path / "plain.py", tmp_path / "fancy.py")
+    base = f"http://127.0.0.1:{server.port}"
+    assert b"bkflaskext" not in fetch(f"{base}/plain")[2]
+    status, _, page = fetch(f"{base}/fancy")
+    assert status == 200 and b"/static/extensions/bkflaskext/bkflaskext.min.js" in page
+    assert fetch(f"{base}/static/extensions/bkflaskext/bkflaskext.min.js")[0] == 200

@@ -12,6 +12,7 @@ import hashlib
 import typing as t
 from pathlib import Path
 
+from bokeh.core.has_props import HasProps
 from bokeh.embed.bundle import bundle_for_objs_and_resources
 from bokeh.embed.bundle import extension_dirs as bokeh_extension_dirs
 from bokeh.resources import Resources
@@ -73,7 +74,17 @@ def icon_path(setting: str | None) -> str | None:
     return None if path == "none" else path
 
 
-@functools.lru_cache(maxsize=64)
 def page_bundle(root_url: str) -> t.Any:
-    """The BokehJS script/style bundle of a server page (the same for every page)."""
+    """The BokehJS script/style bundle of a server page.
+
+    bokeh computes it for every page from every model class loaded so far, so an
+    app's custom models (``__implementation__``) and extension packages are in its
+    page even when another app's page came first. Computing it is costly: it is
+    kept until another model class is loaded (an app's first document can load some).
+    """
+    return _page_bundle(root_url, len(HasProps.model_class_reverse_map))
+
+
+@functools.lru_cache(maxsize=64)
+def _page_bundle(root_url: str, models_loaded: int) -> t.Any:
     return bundle_for_objs_and_resources(None, resources_for(root_url))
