@@ -16,6 +16,7 @@ from bokeh.util.token import get_token_payload
 
 from tests.support.bokeh_ws import BokehWS, ConnectionDropped, models_by_name
 from tests.support.servers import REPO_ROOT, gunicorn_executable, gunicorn_private_args
+from tests.support.waiting import wait_until
 
 APPS = REPO_ROOT / "tests" / "apps"
 pytestmark = pytest.mark.slow
@@ -294,3 +295,33 @@ def test_the_gunicorn_command_with_bokeh_flasks_worker_relays_too(serve, tmp_pat
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=20) == 0
     assert not shared.exists()  # the last worker out removed it
+
+
+def prometheus(server) -> dict[str, float]:
+    """``/metrics`` as ``{'name{labels}': value}``."""
+    with urllib.request.urlopen(f"{server.browser_url}/metrics", timeout=20) as response:
+        lines = response.read().decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and line[0] != "#"}
+
+
+def test_metrics_report_the_whole_server_whichever_worker_answers(serve):
+    server = serve(APPS / "request_app.py", extra_args=["--num-procs", "2"])
+    held = sessions_on_both_workers(server)
+    created = 'bokeh_flask_sessions_created_total{app="/request_app"}'
+    connections = 'bokeh_flask_connections{app="/request_app"}'
+
+    def whole_server() -> dict[str, float] | None:
+        """Six answers (from either worker) that agree on the whole server.
+
+        Each worker leaves its numbers for the other every second."""
+        answers = [prometheus(server) for _ in range(6)]
+        agreed = all(a[created] == answers[0][created] and a[connections] == 2 for a in answers)
+        return answers[0] if agreed else None
+
+    try:
+        metrics = wait_until(whole_server, timeout=15)
+        assert metrics["bokeh_flask_processes"] == 2
+        assert metrics[created] >= len(held)  # sessions both workers built, not one worker's
+    finally:
+        for ws, _, _ in held.values():
+            ws.close()

@@ -7,7 +7,7 @@ for monitoring.
 from __future__ import annotations
 
 import typing as t
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 
 @dataclass
@@ -66,3 +66,30 @@ def prometheus_text(stats: t.Mapping[str, AppStats], gauges: t.Mapping[str, t.Ma
         lines += [f"# HELP {metric} {_HELP[field.name]}", f"# TYPE {metric} counter"]
         lines += [f'{metric}{{app="{_escape(app)}"}} {getattr(s, field.name)}' for app, s in sorted(stats.items())]
     return "\n".join(lines) + "\n"
+
+
+#: what one process publishes for the others: ``{"stats": {app: {counter: n}}, "gauges": {gauge: {app: n}}}``
+Snapshot = t.Dict[str, t.Any]
+
+
+def snapshot(stats: t.Mapping[str, AppStats], gauges: t.Mapping[str, t.Mapping[str, float]]) -> Snapshot:
+    """This process's counters and gauges as plain data (JSON-ready)."""
+    return {"stats": {app: asdict(s) for app, s in stats.items()},
+            "gauges": {name: dict(values) for name, values in gauges.items()}}
+
+
+def merge(snapshots: t.Iterable[Snapshot]) -> tuple[dict[str, AppStats], dict[str, dict[str, float]]]:
+    """The sum of several processes' snapshots (counters and gauges alike add up across processes)."""
+    stats: dict[str, AppStats] = {}
+    gauges: dict[str, dict[str, float]] = {}
+    known = {f.name for f in fields(AppStats)}
+    for snap in snapshots:
+        for app, values in snap.get("stats", {}).items():
+            total = stats.setdefault(app, AppStats())
+            for name, value in values.items():
+                if name in known:
+                    setattr(total, name, getattr(total, name) + value)
+        for name, values in snap.get("gauges", {}).items():
+            for app, value in values.items():
+                gauges.setdefault(name, {})[app] = gauges.get(name, {}).get(app, 0) + value
+    return stats, gauges

@@ -59,6 +59,16 @@ class Runtime(t.Protocol):
         ``compression`` is (zlib level, memory level) for permessage-deflate, ``None`` for none."""
 
 
+class SharedMetrics(t.Protocol):
+    """Where the processes that serve the same apps (``--num-procs``) leave their metrics for each other."""
+
+    def publish(self, snapshot: t.Mapping[str, t.Any]) -> None:
+        """Leave this process's snapshot (see :func:`bokeh_flask.core.metrics.snapshot`)."""
+
+    def collect(self) -> list[dict[str, t.Any]]:
+        """The latest snapshot of every live process, this one's included."""
+
+
 class Relay(t.Protocol):
     """Hands a websocket to the worker process whose page request built its session."""
 

@@ -20,12 +20,15 @@ from bokeh.application import Application
 from .auth import AuthProvider
 from .connection import ServerConnection
 from .contexts import ApplicationContext
-from .ports import Relay, Runtime
+from .metrics import AppStats, merge, snapshot
+from .ports import Relay, Runtime, SharedMetrics
 from .scheduling import Handle, Scheduler
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
+#: how often a worker leaves its metrics for its siblings (``--num-procs``)
+METRICS_PUBLISH_MS = 1_000
 #: how long stopping waits for the close frames of open websockets to go out
 STOP_WAIT_SECONDS = 2.0
 
@@ -105,6 +108,8 @@ class BokehState:
         self.connections: set[ServerConnection] = set()
         #: this worker's relay to the other workers (``--num-procs``), set when the worker starts
         self.relay: Relay | None = None
+        #: where the workers leave their metrics for each other (``--num-procs``), set when the worker starts
+        self.shared_metrics: SharedMetrics | None = None
         self._jobs: list[_Repeating] = []
         self.started = False
         self._start_lock = scheduler.lock()
@@ -143,6 +148,7 @@ class BokehState:
         if s.keep_alive_milliseconds > 0:
             self._every(s.keep_alive_milliseconds, self.send_keep_alive)
         self._every(s.stats_log_frequency_milliseconds, self.log_stats)
+        self._every(METRICS_PUBLISH_MS, self.publish_metrics)
         if s.mem_log_frequency_milliseconds > 0:
             self._every(s.mem_log_frequency_milliseconds, self.log_memory)
         for context in self.contexts.values():
@@ -152,6 +158,7 @@ class BokehState:
         # the collector's way, so the collection after each cleanup pass scans only newer objects.
         gc.collect()
         gc.freeze()
+        self.publish_metrics()
         self.started = True
 
     def drain(self) -> None:
@@ -196,6 +203,33 @@ class BokehState:
         discarded = sum(context.cleanup_unused(lifetime) for context in self.contexts.values())
         if discarded:
             self.scheduler.call_later(0, collect_garbage)  # after the discards just scheduled
+
+    def local_metrics(self) -> tuple[dict[str, AppStats], dict[str, dict[str, float]]]:
+        """This process's counters per app, and its gauges (sessions, connections) per app."""
+        stats = {route: context.stats for route, context in self.contexts.items()}
+        connections: dict[str, float] = {route: 0 for route in self.contexts}
+        for connection in list(self.connections):
+            for route, context in self.contexts.items():
+                if context.has_session(connection.session.id):
+                    connections[route] += 1
+        gauges = {"sessions": {route: float(len(c.sessions)) for route, c in self.contexts.items()},
+                  "connections": connections}
+        return stats, gauges
+
+    def metrics(self) -> tuple[dict[str, AppStats], dict[str, dict[str, float]], int]:
+        """The metrics of the whole server: every worker's summed with ``--num-procs``; and how many processes."""
+        local = snapshot(*self.local_metrics())
+        if self.shared_metrics is None:
+            stats, gauges = merge([local])
+            return stats, gauges, 1
+        self.shared_metrics.publish(local)
+        snapshots = self.shared_metrics.collect()
+        stats, gauges = merge(snapshots)
+        return stats, gauges, len(snapshots)
+
+    def publish_metrics(self) -> None:
+        if self.shared_metrics is not None:
+            self.shared_metrics.publish(snapshot(*self.local_metrics()))
 
     def send_keep_alive(self) -> None:
         for connection in list(self.connections):

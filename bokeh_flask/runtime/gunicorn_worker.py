@@ -36,6 +36,7 @@ from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 
 from ..core.state import ProcessInfo, live_states
 from .relay import WorkerRelay, remove_if_empty, shared_relay_dir
+from .shared_metrics import FileMetrics
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
 
     _early_stop: int | None = None
     _shared_relay_dir: str | None = None
+    _metrics: FileMetrics | None = None
 
     def init_process(self) -> None:
         # Until gunicorn installs the worker's handlers (after patching, ~100 ms), a stop
@@ -111,6 +113,8 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
         finally:
             for state in live_states():
                 state.stop()
+            if self._metrics is not None:
+                self._metrics.remove()
             if relay is not None:
                 self._stop_relay(relay)
 
@@ -126,6 +130,9 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
         states = live_states()
         if not relay_dir or not states:
             return None
+        self._metrics = FileMetrics(relay_dir)  # /metrics sums every worker's
+        for state in states:
+            state.shared_metrics = self._metrics
         relay = WorkerRelay(relay_dir, self.wsgi)
         if not relay.start():
             return None

@@ -28,13 +28,8 @@ def healthz() -> Response:
 
 def metrics() -> Response:
     """``GET /metrics``: sessions, connections, messages, bytes and timings per app (Prometheus)."""
-    state = current_state()
-    stats = {route: context.stats for route, context in state.contexts.items()}
-    connections: dict[str, float] = {route: 0 for route in state.contexts}
-    for connection in list(state.connections):
-        for route, context in state.contexts.items():
-            if context.has_session(connection.session.id):
-                connections[route] += 1
-    gauges = {"sessions": {route: len(c.sessions) for route, c in state.contexts.items()},
-              "connections": connections}
-    return Response(prometheus_text(stats, gauges), mimetype="text/plain; version=0.0.4")
+    stats, gauges, processes = current_state().metrics()
+    text = prometheus_text(stats, gauges) + (
+        "# HELP bokeh_flask_processes Processes whose metrics are summed here\n"
+        f"# TYPE bokeh_flask_processes gauge\nbokeh_flask_processes {processes}\n")
+    return Response(text, mimetype="text/plain; version=0.0.4")
