@@ -12,6 +12,7 @@ import time
 import urllib.request
 
 import pytest
+import websocket
 from bokeh.util.token import get_token_payload
 
 from tests.support.bokeh_ws import BokehWS, ConnectionDropped, models_by_name
@@ -235,13 +236,23 @@ def test_template_pages_build_once_and_their_websockets_are_relayed_with_four_wo
 
 
 def test_an_expired_token_reaches_its_live_session_through_the_relay(serve):
-    server = serve(APPS / "template_app", extra_args=["--num-procs", "2", "--session-token-expiration", "1"])
+    """A page that has had its websocket reconnects with its expired token, through the relay (bokeh#14416);
+    an expired token never opens a session's first websocket, relayed or not."""
+    server = serve(APPS / "template_app", extra_args=["--num-procs", "2", "--session-token-expiration", "2"])
     token, page_worker = _template_page(server, 3)
-    time.sleep(2.5)  # the token has expired; the session lives on in the page's worker (bokeh#14416)
+    with _paused(page_worker):
+        ws = BokehWS.connect(server, "template_app", token=token)
+    with ws:  # the page's first websocket, while its token is fresh
+        assert _pulled_text(ws) == f"n=3 c=k3 pid={page_worker}"
+    unused, other_page_worker = _template_page(server, 4)
+    time.sleep(3.0)  # both tokens have expired; both sessions live on in their pages' workers
     with _paused(page_worker):
         ws = BokehWS.connect(server, "template_app", token=token)
     with ws:
         assert _pulled_text(ws) == f"n=3 c=k3 pid={page_worker}"
+    with _paused(other_page_worker), pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        BokehWS.connect(server, "template_app", token=unused)
+    assert refused.value.status_code == 403
     assert len(re.findall(r"BUILT n=3 ", server.output())) == 1
 
 

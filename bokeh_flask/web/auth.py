@@ -83,11 +83,14 @@ def provider_from_bokeh(provider: t.Any) -> AuthProvider:
         except Exception:  # bokeh's properties raise for what a provider does not define
             return None
 
-    return AuthProvider(get_user=attribute("get_user"), get_user_async=attribute("get_user_async"),
-                        login_url=attribute("login_url"), get_login_url=attribute("get_login_url"),
-                        logout_url=attribute("logout_url"),
-                        login_view=_flask_view(attribute("login_handler"), "login_handler", "auth_provider"),
-                        logout_view=_flask_view(attribute("logout_handler"), "logout_handler", "auth_provider"))
+    try:
+        return AuthProvider(get_user=attribute("get_user"), get_user_async=attribute("get_user_async"),
+                            login_url=attribute("login_url"), get_login_url=attribute("get_login_url"),
+                            logout_url=attribute("logout_url"),
+                            login_view=_flask_view(attribute("login_handler"), "login_handler", "auth_provider"),
+                            logout_view=_flask_view(attribute("logout_handler"), "logout_handler", "auth_provider"))
+    except ConfigError as error:
+        raise ConfigError(f"auth_provider {type(provider).__name__}: {error}") from None
 
 
 def provider_from_callable(authorize: t.Callable[[], t.Any], login_url: str | None,
