@@ -284,24 +284,27 @@ def test_a_stopping_page_worker_closes_its_relayed_websockets_with_1001(serve):
             pass
 
 
-def test_the_gunicorn_command_with_bokeh_flasks_worker_relays_too(serve, tmp_path):
-    """``gunicorn -k bokeh_flask.gunicorn_worker.GeventWorker -w 2``: the workers share a relay directory."""
+@pytest.mark.parametrize("worker_class", ["bokeh_flask.gunicorn_worker.GeventWorker", "gevent"])
+def test_the_gunicorn_command_relays_too(serve, tmp_path, worker_class):
+    """``gunicorn -k <worker class> -w 2 wsgi:app``: the workers share a relay directory, so a template page's
+    websocket that lands in the other worker reaches the document its page built (built once), with bokeh-flask's
+    worker class and with gunicorn's own gevent worker (which finds its sibling on its first request)."""
     gunicorn = gunicorn_executable()
     server = serve.command(
-        [gunicorn, "-k", "bokeh_flask.gunicorn_worker.GeventWorker", "-w", "2", "-b", "127.0.0.1:0",
-         *gunicorn_private_args(), "wsgi:app"],
+        [gunicorn, "-k", worker_class, "-w", "2", "-b", "127.0.0.1:0", *gunicorn_private_args(), "wsgi:app"],
         re.compile(r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)"),
         env={"BOKEH_FLASK_APPS": str(APPS / "template_app"), "BOKEH_ALLOW_WS_ORIGIN": "*", "TMPDIR": str(tmp_path)},
     )
-    server.wait_for_output(r"Worker \d+ ready[\s\S]*Worker \d+ ready", timeout=30)
+    server.wait_for_output(r"Booting worker with pid[\s\S]*Booting worker with pid", timeout=30)
+    if worker_class != "gevent":
+        server.wait_for_output(r"Worker \d+ ready[\s\S]*Worker \d+ ready", timeout=30)
     shared = tmp_path / f"bokeh-flask-relay-{os.getuid()}-{server.pid}"
-    assert shared.is_dir() and shared.stat().st_mode & 0o777 == 0o700
     token, page_worker = _template_page(server, 6)
+    assert shared.is_dir() and shared.stat().st_mode & 0o777 == 0o700
     with _paused(page_worker):  # the websocket lands in the other worker, which relays it
         ws = BokehWS.connect(server, "template_app", token=token)
     with ws:
         assert _pulled_text(ws) == f"n=6 c=k6 pid={page_worker}"
-    server.wait_for_output(rf"Relaying the websocket of session \S+ to worker {page_worker}\b")
     assert len(re.findall(r"BUILT n=6 ", server.output())) == 1
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=20) == 0
@@ -336,3 +339,35 @@ def test_metrics_report_the_whole_server_whichever_worker_answers(serve):
     finally:
         for ws, _, _ in held.values():
             ws.close()
+
+
+def test_gunicorns_own_gevent_worker_builds_each_page_once(serve):
+    """``gunicorn -k gevent -w 2 wsgi:app``: pages leave the document to the websocket's worker, as
+    bokeh-flask's worker class does, so a page view builds one document wherever its websocket lands."""
+    gunicorn = gunicorn_executable()
+    server = serve.command(
+        [gunicorn, "-k", "gevent", "-w", "2", "-b", "127.0.0.1:0", *gunicorn_private_args(), "wsgi:app"],
+        re.compile(r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)"),
+        env={"BOKEH_FLASK_APPS": str(APPS / "request_app.py"), "BOKEH_ALLOW_WS_ORIGIN": "*"},
+    )
+    booted = server.wait_for_output(r"Booting worker with pid: (\d+)[\s\S]*Booting worker with pid: (\d+)", timeout=30)
+    first, second = int(booted.group(1)), int(booted.group(2))
+
+    def answered_by_the_other(worker: int) -> bool:
+        """With ``worker`` frozen, the other answers at once once it has loaded the app."""
+        with _paused(worker, seconds=0.5):
+            started = time.monotonic()
+            urllib.request.urlopen(f"{server.browser_url}/healthz", timeout=30).read()
+            return time.monotonic() - started < 0.4
+
+    for worker in (first, second):
+        wait_until(lambda: answered_by_the_other(worker), 60)
+    for n, (page_worker, ws_worker) in enumerate([(first, second), (second, first)]):
+        with _paused(ws_worker, seconds=1.0):  # the page goes to page_worker
+            token = page_token(server, f"n={n}", f"c=k{n}")
+        with _paused(page_worker, seconds=0.3):  # and its websocket to the other one
+            ws = BokehWS.connect(server, "request_app", token=token)
+        with ws:
+            assert served_text(ws) == f"n={n} c=k{n} pid={ws_worker}"
+    built = re.findall(r"BUILT n=(\d+) ", server.output())
+    assert sorted(built) == ["0", "1"]  # one document per page view, where its websocket landed

@@ -57,9 +57,12 @@ def collect_garbage() -> None:
 
 
 class ProcessInfo:
-    """How many processes serve the same apps (bokeh-flask's gunicorn worker sets it)."""
+    """How many processes serve the same apps (set by bokeh-flask's gunicorn worker, or found out
+    under gunicorn's own gevent worker: :mod:`bokeh_flask.runtime.siblings`)."""
 
     sibling_processes = 1
+    #: the process is one of bokeh-flask's own gunicorn workers, which set everything up at boot
+    managed_worker = False
 
 
 class _Repeating:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import typing as t
 
-from flask import Flask
+from flask import Flask, current_app, request
 
 from ..core.ports import Runtime
 from ..web import extension
 from ..web.static import send_favicon
+from .siblings import SIBLINGS
 from .transport import SimpleWebSocketRuntime
 
 APPS_ENV = "BOKEH_FLASK_APPS"
@@ -29,8 +30,18 @@ class BokehFlask(extension.BokehFlask):
     library, else on OS threads.
     """
 
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.blueprint.before_app_request(_join_gunicorn_siblings)
+
     def default_runtime(self) -> Runtime:
         return SimpleWebSocketRuntime()
+
+
+def _join_gunicorn_siblings() -> None:
+    """Under ``gunicorn -k gevent -w N``: find the sibling workers on the first request (:mod:`.siblings`)."""
+    if not SIBLINGS.checked:
+        SIBLINGS.join(request.environ, current_app._get_current_object())  # type: ignore[attr-defined]
 
 
 def create_app(applications: t.Any = None, *, argv: t.Sequence[str] | None = None,

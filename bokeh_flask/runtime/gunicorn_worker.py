@@ -67,6 +67,7 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
             if sig in _STOP_SIGNALS:
                 self._early_stop = sig
         ProcessInfo.sibling_processes = max(1, int(self.cfg.workers))
+        ProcessInfo.managed_worker = True
         self._log_through_gunicorn()
         super().init_process()
 
