@@ -128,3 +128,39 @@ def test_an_apps_extension_models_are_in_its_page_after_another_apps_page(serve,
     status, _, page = fetch(f"{base}/fancy")
     assert status == 200 and b"/static/extensions/bkflaskext/bkflaskext.min.js" in page
     assert fetch(f"{base}/static/extensions/bkflaskext/bkflaskext.min.js")[0] == 200
+
+
+@pytest.mark.slow
+def test_remote_ip_of_an_ipv4_client_on_a_dual_stack_socket(serve):
+    """Listening on ``::`` an IPv4 client arrives as ``::ffff:127.0.0.1``; the app sees ``127.0.0.1``, as in bokeh."""
+    import re
+
+    from tests.support.bokeh_ws import models_by_name
+    from tests.support.servers import server_command
+
+    server = serve.command([*server_command(), str(APPS / "remote_app.py"), "--port", "0", "--address", "::"],
+                           re.compile(r"Bokeh app running at: http://\S*:(?P<port>\d+)/remote_app"))
+    with BokehWS.connect(f"http://127.0.0.1:{server.port}", "remote_app") as ws:
+        assert ws.recv_message().msgtype == "ACK"
+        text = models_by_name(ws.pull().content["doc"])["remote"]["attributes"]["text"]
+    assert text == "ip=127.0.0.1 protocol=http"
+
+
+@pytest.mark.slow
+def test_logout_url_on_a_live_server(serve):
+    import http.cookiejar
+    import re
+
+    from tests.support.bokeh_ws import models_by_name
+
+    server = serve(APPS / "logout_app.py", extra_args=["--auth-module", APPS / "tornado_auth" / "auth.py",
+                                                        "--cookie-secret", "a-cookie-secret-for-tests"])
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(f"{server.browser_url}/login", data=b"username=bob&password=builder", timeout=30)
+    page = opener.open(server.app_url("logout_app"), timeout=30).read().decode()
+    token = re.search(r'"token":"([^"]+)"', page).group(1)
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+    with BokehWS.connect(server, "logout_app", token=token, headers=[f"Cookie: {cookie}"]) as ws:
+        assert ws.recv_message().msgtype == "ACK"
+        assert models_by_name(ws.pull().content["doc"])["logout"]["attributes"]["text"] == "logout=/logout"

@@ -216,10 +216,13 @@ HTTP_SERVER_KWARGS = """
     # the seed's own example: large buffers (every request used to be reset)
     server = Server(app, port=0, address="127.0.0.1", http_server_kwargs={"max_buffer_size": 500 * 1024 * 1024,
                                                                           "xheaders": True,
-                                                                          "max_header_size": 2048})
+                                                                          "max_header_size": 2048},
+                    absolute_url="https://cdn.example.com/")
     server.start()
     base = f"http://127.0.0.1:{server.port}"
-    result["page"] = urllib.request.urlopen(base + "/app").status
+    page = urllib.request.urlopen(base + "/app")
+    result["page"] = page.status
+    result["absolute_url"] = 'src="https://cdn.example.com/static/js/bokeh.min.js' in page.read().decode()
     result["xheaders"] = server.settings.use_xheaders
     try:
         urllib.request.urlopen(urllib.request.Request(base + "/app", headers={"X-Big": "b" * 4000}))
@@ -240,7 +243,7 @@ HTTP_SERVER_KWARGS = """
 def test_http_server_kwargs_map_to_equivalents_or_are_refused_by_name():
     result = run_client(HTTP_SERVER_KWARGS)
     assert result == {
-        "page": 200, "xheaders": True, "big_headers": 431,
+        "page": 200, "absolute_url": True, "xheaders": True, "big_headers": 431,
         "refused": ["http_server_kwargs['idle_connection_timeout'] has no equivalent in bokeh-flask's servers (gevent, "
                     "gunicorn)"] * 2 + ["http_server_kwargs['no_keep_alive'] has no equivalent in bokeh-flask's "
                                         "servers (gevent, gunicorn)"] * 2
