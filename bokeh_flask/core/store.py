@@ -1,0 +1,129 @@
+"""Published documents: what a store keeps, the interface every backend offers, and the memory backend.
+
+A published document (the original Flask Bokeh server's ``use_doc`` / ``publish``) is
+kept as bokeh's own JSON of the whole document, with its owner, its title, whether
+anyone may view it (``?public=true``) and a version that grows by one with every
+write. Writers say which version they read: a write based on an older one is a
+:class:`StoreConflict`, never a silent overwrite, so two workers (or hosts) writing at
+once cannot lose each other's changes. Backends: :class:`MemoryStore` here (one
+process), the file store and the Redis store in :mod:`bokeh_flask.runtime.stores`.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+import typing as t
+from dataclasses import dataclass, replace
+
+from .errors import BokehFlaskError
+
+#: a document's name: what ``use_doc("name")`` takes and its URL shows
+DOCID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: largest document a store takes, in bytes of JSON (a setting may lower or raise it)
+DEFAULT_MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
+
+
+class StoreError(BokehFlaskError):
+    """A store could not do what was asked."""
+
+
+class StoreConflict(StoreError):
+    """A write was based on a version that is no longer the latest: pull, then write again."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now (Redis down, say); nothing was written."""
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """One published document and what the server knows of it."""
+
+    docid: str
+    owner: str
+    doc_json: str
+    title: str = ""
+    public: bool = False
+    #: 1 for the first write, one more for each write after it
+    version: int = 0
+    updated: float = 0.0
+
+
+def check_docid(docid: str) -> str:
+    if not isinstance(docid, str) or not DOCID.fullmatch(docid):
+        raise StoreError(f"Document names are 1 to 128 letters, digits, '_', '.' or '-', starting with a letter "
+                         f"or digit (got {docid!r})")
+    return docid
+
+
+class DocumentStore(t.Protocol):
+    """What every backend offers. Each call is atomic: it happens whole or not at all."""
+
+    def get(self, docid: str) -> StoredDocument | None: ...
+
+    def put(self, document: StoredDocument, based_on: int) -> StoredDocument:
+        """Write ``document``; ``based_on`` is the version it was made from (0 for a new one).
+
+        Returns what was stored (with its new version); :class:`StoreConflict` if
+        ``based_on`` is not the latest version or the name belongs to another owner.
+        """
+
+    def set_public(self, docid: str, public: bool) -> StoredDocument: ...
+
+    def delete(self, docid: str) -> bool: ...
+
+    def list(self, owner: str | None = None, public: bool | None = None) -> list[StoredDocument]:
+        """Documents of ``owner`` and/or with that ``public`` flag, by name."""
+
+
+def next_version(current: StoredDocument | None, document: StoredDocument, based_on: int,
+                 max_bytes: int) -> StoredDocument:
+    """The document to store for a write, after every check a backend must make (the same for all)."""
+    check_docid(document.docid)
+    if len(document.doc_json.encode("utf-8")) > max_bytes:
+        raise StoreError(f"Document {document.docid!r} is {len(document.doc_json.encode('utf-8'))} bytes, over the "
+                         f"{max_bytes} bytes a document may have (the server's max document size)")
+    if current is not None and current.owner != document.owner:
+        raise StoreConflict(f"Document {document.docid!r} belongs to another user")
+    latest = current.version if current is not None else 0
+    if based_on != latest:
+        raise StoreConflict(f"Document {document.docid!r} is at version {latest}, not {based_on}: pull it, then "
+                            "write again")
+    public = current.public if current is not None else document.public
+    return replace(document, version=latest + 1, public=public, updated=time.time())
+
+
+class MemoryStore:
+    """A :class:`DocumentStore` in this process's memory (``--backend memory``): gone at exit."""
+
+    def __init__(self, max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
+        self.max_document_bytes = max_document_bytes
+        self._documents: dict[str, StoredDocument] = {}
+        self._lock = threading.Lock()
+
+    def get(self, docid: str) -> StoredDocument | None:
+        return self._documents.get(docid)
+
+    def put(self, document: StoredDocument, based_on: int) -> StoredDocument:
+        with self._lock:
+            stored = next_version(self._documents.get(document.docid), document, based_on, self.max_document_bytes)
+            self._documents[stored.docid] = stored
+            return stored
+
+    def set_public(self, docid: str, public: bool) -> StoredDocument:
+        with self._lock:
+            current = self._documents.get(docid)
+            if current is None:
+                raise StoreError(f"No document {docid!r}")
+            stored = self._documents[docid] = replace(current, public=public)
+            return stored
+
+    def delete(self, docid: str) -> bool:
+        with self._lock:
+            return self._documents.pop(docid, None) is not None
+
+    def list(self, owner: str | None = None, public: bool | None = None) -> list[StoredDocument]:
+        return sorted((d for d in list(self._documents.values())
+                       if (owner is None or d.owner == owner) and (public is None or d.public == public)),
+                      key=lambda d: d.docid)

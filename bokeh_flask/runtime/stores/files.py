@@ -1,0 +1,123 @@
+"""The file store (``--backend shelve``, the original Flask server's default name): SQLite in ``--data-directory``.
+
+The seed's backend was Python's ``shelve``, which neither survives several writers nor
+tells a half-written file from a whole one. This one keeps the same role on SQLite
+(standard library): one database file, ``documents.sqlite3``, in write-ahead-log mode,
+so several gunicorn workers (or processes on one machine) read and write at once; each
+write is one transaction that checks the version it is based on, so a write either
+lands whole or not at all, and a conflicting one is refused. Documents survive a
+restart. SQLite blocks while it waits for another writer's lock, which is short: every
+call opens, commits and closes within the call.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import typing as t
+from dataclasses import replace
+from pathlib import Path
+
+from ...core.store import DEFAULT_MAX_DOCUMENT_BYTES, StoredDocument, StoreError, check_docid, next_version
+
+FILENAME = "documents.sqlite3"
+#: how long a write waits for another process's transaction (seconds)
+LOCK_TIMEOUT_SECONDS = 10.0
+_COLUMNS = "docid, owner, doc_json, title, public, version, updated"
+
+
+class FileStore:
+    """A :class:`~bokeh_flask.core.store.DocumentStore` in one SQLite file, shared by processes."""
+
+    def __init__(self, directory: str | os.PathLike[str],
+                 max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
+        self.directory = Path(directory)
+        self.max_document_bytes = max_document_bytes
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as error:
+            raise StoreError(f"Cannot use --data-directory {self.directory}: {error.strerror}") from error
+        self.path = self.directory / FILENAME
+        db = self._connect()  # closed at once: an open connection must not be inherited by a forked worker
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS documents (docid TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+                       "doc_json TEXT NOT NULL, title TEXT NOT NULL, public INTEGER NOT NULL, "
+                       "version INTEGER NOT NULL, updated REAL NOT NULL)")
+        finally:
+            db.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_SECONDS, isolation_level=None)
+        except sqlite3.Error as error:
+            raise StoreError(f"Cannot open the document store {self.path}: {error}") from error
+
+    def _row(self, db: sqlite3.Connection, docid: str) -> StoredDocument | None:
+        row = db.execute(f"SELECT {_COLUMNS} FROM documents WHERE docid = ?", (docid,)).fetchone()
+        return _document(row) if row else None
+
+    def get(self, docid: str) -> StoredDocument | None:
+        db = self._connect()
+        try:
+            return self._row(db, docid)
+        finally:
+            db.close()
+
+    def put(self, document: StoredDocument, based_on: int) -> StoredDocument:
+        check_docid(document.docid)
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer between the check and the write
+            try:
+                stored = next_version(self._row(db, document.docid), document, based_on, self.max_document_bytes)
+                db.execute(f"INSERT OR REPLACE INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (stored.docid, stored.owner, stored.doc_json, stored.title, int(stored.public),
+                            stored.version, stored.updated))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return stored
+        except sqlite3.Error as error:
+            raise StoreError(f"Writing {document.docid!r} to {self.path} failed: {error}") from error
+        finally:
+            db.close()
+
+    def set_public(self, docid: str, public: bool) -> StoredDocument:
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            current = self._row(db, docid)
+            if current is None:
+                db.execute("ROLLBACK")
+                raise StoreError(f"No document {docid!r}")
+            db.execute("UPDATE documents SET public = ? WHERE docid = ?", (int(public), docid))
+            db.execute("COMMIT")
+            return replace(current, public=public)
+        finally:
+            db.close()
+
+    def delete(self, docid: str) -> bool:
+        db = self._connect()
+        try:
+            return db.execute("DELETE FROM documents WHERE docid = ?", (docid,)).rowcount > 0
+        finally:
+            db.close()
+
+    def list(self, owner: str | None = None, public: bool | None = None) -> list[StoredDocument]:
+        query, values = f"SELECT {_COLUMNS} FROM documents WHERE 1 = 1", []
+        if owner is not None:
+            query, values = query + " AND owner = ?", [*values, owner]
+        if public is not None:
+            query, values = query + " AND public = ?", [*values, int(public)]
+        db = self._connect()
+        try:
+            return [_document(row) for row in db.execute(query + " ORDER BY docid", values)]
+        finally:
+            db.close()
+
+
+def _document(row: t.Sequence[t.Any]) -> StoredDocument:
+    docid, owner, doc_json, title, public, version, updated = row
+    return StoredDocument(docid=docid, owner=owner, doc_json=doc_json, title=title, public=bool(public),
+                          version=version, updated=updated)

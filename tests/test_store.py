@@ -1,0 +1,102 @@
+"""Document stores: one suite for every backend (memory; the file store, also across processes)."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+
+import pytest
+
+from bokeh_flask.core.store import MemoryStore, StoreConflict, StoredDocument, StoreError
+from bokeh_flask.runtime.stores.files import FileStore
+
+
+@pytest.fixture(params=["memory", "file"])
+def store(request, tmp_path):
+    if request.param == "memory":
+        return MemoryStore(max_document_bytes=10_000)
+    return FileStore(tmp_path / "data", max_document_bytes=10_000)
+
+
+def doc(docid: str = "quarterly", owner: str = "alice", text: str = "{}", **extra) -> StoredDocument:
+    return StoredDocument(docid=docid, owner=owner, doc_json=text, **extra)
+
+
+def test_versions_grow_and_stale_writes_are_refused(store):
+    first = store.put(doc(text='{"v": 1}', title="Q1"), based_on=0)
+    assert first.version == 1 and store.get("quarterly") == first
+    second = store.put(doc(text='{"v": 2}', title="Q1"), based_on=1)
+    assert second.version == 2 and store.get("quarterly").doc_json == '{"v": 2}'
+    with pytest.raises(StoreConflict, match="at version 2, not 1: pull it"):
+        store.put(doc(text='{"v": "lost"}'), based_on=1)
+    with pytest.raises(StoreConflict, match="at version 2, not 0"):
+        store.put(doc(text="{}"), based_on=0)  # a second "new" document of the same name
+    assert store.get("quarterly").doc_json == '{"v": 2}'
+
+
+def test_only_the_owner_writes(store):
+    store.put(doc(), based_on=0)
+    with pytest.raises(StoreConflict, match="belongs to another user"):
+        store.put(doc(owner="mallory", text='{"x": 1}'), based_on=1)
+    assert store.get("quarterly").owner == "alice" and store.get("quarterly").doc_json == "{}"
+
+
+@pytest.mark.parametrize("name", ["", "../etc/passwd", "a b", "-x", "x" * 129, "é"])
+def test_bad_names_are_refused(store, name):
+    with pytest.raises(StoreError, match="Document names are"):
+        store.put(doc(docid=name), based_on=0)
+    assert store.list() == []
+
+
+def test_a_document_over_the_size_cap_is_refused_and_nothing_is_written(store):
+    store.put(doc(text='{"small": true}'), based_on=0)
+    with pytest.raises(StoreError, match="over the 10000 bytes"):
+        store.put(doc(text=json.dumps({"big": "x" * 20_000})), based_on=1)
+    kept = store.get("quarterly")
+    assert kept.version == 1 and kept.doc_json == '{"small": true}'
+
+
+def test_publishing_listing_and_deleting(store):
+    store.put(doc("a", "alice"), based_on=0)
+    store.put(doc("b", "alice"), based_on=0)
+    store.put(doc("c", "bob"), based_on=0)
+    assert store.set_public("b", True).public is True
+    assert [d.docid for d in store.list(owner="alice")] == ["a", "b"]
+    assert [d.docid for d in store.list(public=True)] == ["b"]
+    assert store.put(doc("b", "alice"), based_on=1).public is True  # a new version stays published
+    assert store.delete("a") is True and store.delete("a") is False
+    assert [d.docid for d in store.list()] == ["b", "c"]
+    with pytest.raises(StoreError, match="No document 'zz'"):
+        store.set_public("zz", True)
+
+
+def test_the_file_store_survives_a_restart(tmp_path):
+    FileStore(tmp_path).put(doc(text='{"kept": 1}'), based_on=0)
+    again = FileStore(tmp_path)  # a new process would open it the same way
+    assert again.get("quarterly").doc_json == '{"kept": 1}' and again.get("quarterly").version == 1
+
+
+def _increment(directory: str, times: int) -> None:
+    """Read-modify-write a counter, retrying on conflicts, as a worker pushing changes does."""
+    store = FileStore(directory)
+    for _ in range(times):
+        while True:
+            current = store.get("counter")
+            value = json.loads(current.doc_json)["n"]
+            try:
+                store.put(doc("counter", text=json.dumps({"n": value + 1})), based_on=current.version)
+                break
+            except StoreConflict:
+                continue
+
+
+def test_several_processes_writing_at_once_lose_nothing(tmp_path):
+    FileStore(tmp_path).put(doc("counter", text='{"n": 0}'), based_on=0)
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_increment, args=(str(tmp_path), 25)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    final = FileStore(tmp_path).get("counter")
+    assert json.loads(final.doc_json) == {"n": 100} and final.version == 101
