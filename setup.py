@@ -38,7 +38,10 @@ setup(
             "psutil>=5.9",
             "hypothesis>=6.100",
             "import-linter>=2.1",
+            "redis>=5",
         ],
+        # the Redis document store (--backend redis)
+        "redis": ["redis>=5"],
     },
     entry_points={"console_scripts": ["bokeh-flask = bokeh_flask.runtime.cli:main"]},
     license_expression="BSD-3-Clause",

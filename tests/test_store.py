@@ -6,15 +6,32 @@ import multiprocessing
 
 import pytest
 
-from bokeh_flask.core.store import MemoryStore, StoreConflict, StoredDocument, StoreError
+from bokeh_flask.core.store import MemoryStore, StoreConflict, StoredDocument, StoreError, StoreUnavailable
 from bokeh_flask.runtime.stores.files import FileStore
+from tests.support.redis_server import RedisServer
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "file", "redis"])
 def store(request, tmp_path):
     if request.param == "memory":
         return MemoryStore(max_document_bytes=10_000)
-    return FileStore(tmp_path / "data", max_document_bytes=10_000)
+    if request.param == "file":
+        return FileStore(tmp_path / "data", max_document_bytes=10_000)
+    from bokeh_flask.runtime.stores.redis_store import RedisStore
+
+    server = request.getfixturevalue("redis_server")
+    import redis
+
+    redis.Redis.from_url(server.url).flushdb()
+    return RedisStore(server.url, max_document_bytes=10_000)
 
 
 def doc(docid: str = "quarterly", owner: str = "alice", text: str = "{}", **extra) -> StoredDocument:
@@ -75,9 +92,17 @@ def test_the_file_store_survives_a_restart(tmp_path):
     assert again.get("quarterly").doc_json == '{"kept": 1}' and again.get("quarterly").version == 1
 
 
-def _increment(directory: str, times: int) -> None:
+def _open(kind: str, where: str):
+    if kind == "file":
+        return FileStore(where)
+    from bokeh_flask.runtime.stores.redis_store import RedisStore
+
+    return RedisStore(where)
+
+
+def _increment(kind: str, where: str, times: int) -> None:
     """Read-modify-write a counter, retrying on conflicts, as a worker pushing changes does."""
-    store = FileStore(directory)
+    store = _open(kind, where)
     for _ in range(times):
         while True:
             current = store.get("counter")
@@ -89,14 +114,44 @@ def _increment(directory: str, times: int) -> None:
                 continue
 
 
-def test_several_processes_writing_at_once_lose_nothing(tmp_path):
-    FileStore(tmp_path).put(doc("counter", text='{"n": 0}'), based_on=0)
+@pytest.mark.parametrize("kind", ["file", "redis"])
+def test_several_processes_writing_at_once_lose_nothing(tmp_path, request, kind):
+    if kind == "redis":
+        import redis
+
+        where = request.getfixturevalue("redis_server").url
+        redis.Redis.from_url(where).flushdb()
+    else:
+        where = str(tmp_path)
+    _open(kind, where).put(doc("counter", text='{"n": 0}'), based_on=0)
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_increment, args=(str(tmp_path), 25)) for _ in range(4)]
+    workers = [context.Process(target=_increment, args=(kind, where, 25)) for _ in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
-    final = FileStore(tmp_path).get("counter")
+    final = _open(kind, where).get("counter")
     assert json.loads(final.doc_json) == {"n": 100} and final.version == 101
+
+
+def test_redis_gone_and_back_loses_nothing(tmp_path):
+    """Redis stopped under a store: calls say so (and write nothing); once it is back, everything is there."""
+    from bokeh_flask.runtime.stores.redis_store import RedisStore
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        store = RedisStore(server.url)
+        store.put(doc(text='{"kept": 1}'), based_on=0)
+        server.stop()
+        with pytest.raises(StoreUnavailable, match="cannot be reached"):
+            store.put(doc(text='{"lost": 1}'), based_on=1)
+        with pytest.raises(StoreUnavailable):
+            store.get("quarterly")
+        server.start()  # the same port and data directory
+        kept = store.get("quarterly")
+        assert kept.doc_json == '{"kept": 1}' and kept.version == 1
+        assert store.put(doc(text='{"v": 2}'), based_on=1).version == 2
+    finally:
+        server.stop()

@@ -1,0 +1,114 @@
+"""The Redis store (``--backend redis``): one Redis server shared by every worker and host.
+
+Each document is a hash ``bokeh-flask:doc:<name>`` (owner, JSON, title, public, version,
+updated) and ``bokeh-flask:docs`` lists the names. A write watches the document's key,
+checks the version it is based on, and commits in one ``MULTI``/``EXEC``: a write that
+another worker or host made in between makes ``EXEC`` fail, which is reported as the
+conflict it is, and nothing is half-written. When Redis cannot be reached every call
+raises :class:`~bokeh_flask.core.store.StoreUnavailable` (pages answer 503 with it); what
+is stored stays in Redis, and calls work again once it is back.
+"""
+from __future__ import annotations
+
+import typing as t
+from dataclasses import replace
+
+import redis
+
+from ...core.store import (DEFAULT_MAX_DOCUMENT_BYTES, StoreConflict, StoredDocument, StoreError, StoreUnavailable,
+                           check_docid, next_version)
+
+NAMESPACE = "bokeh-flask"
+_INDEX = f"{NAMESPACE}:docs"
+#: seconds to wait for Redis before a call reports it unavailable
+TIMEOUT_SECONDS = 2.0
+
+
+def _key(docid: str) -> str:
+    return f"{NAMESPACE}:doc:{docid}"
+
+
+class RedisStore:
+    """A :class:`~bokeh_flask.core.store.DocumentStore` in Redis."""
+
+    def __init__(self, url: str, max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
+        self.url = url
+        self.max_document_bytes = max_document_bytes
+        self._redis = redis.Redis.from_url(url, socket_timeout=TIMEOUT_SECONDS,
+                                           socket_connect_timeout=TIMEOUT_SECONDS, decode_responses=True)
+
+    def _call(self, fn: t.Callable[[], t.Any]) -> t.Any:
+        try:
+            return fn()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise StoreUnavailable(f"The document store (Redis at {self.url}) cannot be reached: {error}") from error
+
+    def get(self, docid: str) -> StoredDocument | None:
+        return self._call(lambda: _document(docid, self._redis.hgetall(_key(docid))))
+
+    def put(self, document: StoredDocument, based_on: int) -> StoredDocument:
+        check_docid(document.docid)
+        key = _key(document.docid)
+
+        def write() -> StoredDocument:
+            with self._redis.pipeline() as pipe:
+                pipe.watch(key)
+                stored = next_version(_document(document.docid, pipe.hgetall(key)), document, based_on,
+                                      self.max_document_bytes)
+                pipe.multi()
+                pipe.hset(key, mapping=_fields(stored))
+                pipe.sadd(_INDEX, stored.docid)
+                try:
+                    pipe.execute()
+                except redis.WatchError:
+                    raise StoreConflict(f"Document {document.docid!r} was written by someone else meanwhile: "
+                                        "pull it, then write again") from None
+                return stored
+
+        return t.cast(StoredDocument, self._call(write))
+
+    def set_public(self, docid: str, public: bool) -> StoredDocument:
+        def flip() -> StoredDocument:
+            current = _document(docid, self._redis.hgetall(_key(docid)))
+            if current is None:
+                raise StoreError(f"No document {docid!r}")
+            self._redis.hset(_key(docid), "public", int(public))
+            return replace(current, public=public)
+
+        return t.cast(StoredDocument, self._call(flip))
+
+    def delete(self, docid: str) -> bool:
+        def remove() -> bool:
+            with self._redis.pipeline() as pipe:
+                pipe.delete(_key(docid))
+                pipe.srem(_INDEX, docid)
+                removed, _ = pipe.execute()
+            return bool(removed)
+
+        return t.cast(bool, self._call(remove))
+
+    def list(self, owner: str | None = None, public: bool | None = None) -> list[StoredDocument]:
+        def everything() -> list[StoredDocument]:
+            names = sorted(self._redis.smembers(_INDEX))
+            with self._redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(_key(name))
+                rows = pipe.execute()
+            found = [_document(name, row) for name, row in zip(names, rows)]
+            return [d for d in found if d is not None and (owner is None or d.owner == owner)
+                    and (public is None or d.public == public)]
+
+        return t.cast("list[StoredDocument]", self._call(everything))
+
+
+def _fields(document: StoredDocument) -> dict[str, t.Any]:
+    return {"owner": document.owner, "doc_json": document.doc_json, "title": document.title,
+            "public": int(document.public), "version": document.version, "updated": document.updated}
+
+
+def _document(docid: str, row: t.Mapping[str, str]) -> StoredDocument | None:
+    if not row:
+        return None
+    return StoredDocument(docid=docid, owner=row["owner"], doc_json=row["doc_json"], title=row.get("title", ""),
+                          public=row.get("public") == "1", version=int(row["version"]),
+                          updated=float(row.get("updated", 0)))
