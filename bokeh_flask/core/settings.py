@@ -289,10 +289,17 @@ def _configured(accessor: t.Any) -> t.Any:
     if with_provenance is not None:
         value, source = with_provenance()
         return None if source.name.endswith("DEFAULT") else value
-    try:  # bokeh < 3.8 has no provenance: a default of None stands in for "unset"
-        return accessor(None, default=None)
-    except (TypeError, ValueError):
-        return None
+    # bokeh < 3.8 has no provenance: look where it looks, in its order (override file, environment,
+    # user and system config), and let the setting convert what it finds
+    name, env_var = getattr(accessor, "name", None), getattr(accessor, "env_var", None)
+    sources: list[t.Mapping[str, t.Any]] = [getattr(bokeh_settings, "config_override", {}) or {}]
+    if env_var:
+        sources.append({name: os.environ[env_var]} if env_var in os.environ else {})
+    sources += [getattr(bokeh_settings, "config_user", {}) or {}, getattr(bokeh_settings, "config_system", {}) or {}]
+    for source in sources:
+        if name in source:
+            return accessor(source[name])
+    return None
 
 
 def env_websocket_origins() -> set[str] | None:
