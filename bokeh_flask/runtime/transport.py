@@ -50,6 +50,8 @@ from .wsgi_server import plain_gevent_socket
 log = logging.getLogger(__name__)
 
 RECEIVE_BYTES = 64 * 1024
+#: pieces of a message shorter than this are joined into one write (one packet for small messages)
+COALESCE_BYTES = 64 * 1024
 #: how long a closing connection waits for the client's half of the close
 CLOSE_DRAIN_SECONDS = 2.0
 GOING_AWAY = 1001
@@ -158,6 +160,27 @@ class _AcceptingWith:
         return getattr(self.wrapped, name)
 
 
+def plain_frame_pieces(frames: t.Sequence[Frame]) -> list[bytes]:
+    """Server websocket frames (unmasked, final) for ``frames``: header, payload, header, payload ...
+
+    What wsproto writes when no extension is in use, without its copy of each payload
+    into a new ``header + payload`` string (3 MB twice over for a large pull).
+    """
+    pieces: list[bytes] = []
+    for frame in frames:
+        payload = frame.encode("utf-8") if isinstance(frame, str) else frame
+        opcode = 0x1 if isinstance(frame, str) else 0x2
+        size = len(payload)
+        if size < 126:
+            header = bytes((0x80 | opcode, size))
+        elif size < 1 << 16:
+            header = bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big")
+        else:
+            header = bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big")
+        pieces += (header, payload)
+    return pieces
+
+
 class _LockedSocket:
     """The socket a websocket writes through: every send writes all of ``data`` under the lock.
 
@@ -172,16 +195,35 @@ class _LockedSocket:
         self.progress_at: float | None = None
 
     def send(self, data: bytes) -> int:
+        self.send_pieces([data])
+        return len(data)
+
+    def send_pieces(self, pieces: t.Sequence[bytes]) -> None:
+        """Write ``pieces`` in order, uninterrupted: small ones together, large ones without a copy."""
         with self._lock:
-            view = memoryview(data)
             self.progress_at = time.monotonic()
             try:
-                while view:
-                    view = view[self._sock.send(view):]
-                    self.progress_at = time.monotonic()
+                pending = bytearray()
+                for piece in pieces:
+                    if len(piece) < COALESCE_BYTES:
+                        pending += piece
+                        if len(pending) < COALESCE_BYTES:
+                            continue
+                        piece, pending = bytes(pending), bytearray()
+                    elif pending:
+                        self._write(bytes(pending))
+                        pending = bytearray()
+                    self._write(piece)
+                if pending:
+                    self._write(bytes(pending))
             finally:
                 self.progress_at = None
-        return len(data)
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._sock.send(view):]
+            self.progress_at = time.monotonic()
 
     def blocked_for(self) -> float:
         started = self.progress_at
@@ -199,6 +241,7 @@ class BokehWebSocket(Server):
         #: (zlib level, memory level) for permessage-deflate, or None to offer no extension
         self._compression = compression
         self._write_lock = threading.RLock()
+        self._plain_frames = False
         self._raw_sock: socket.socket | None = None
         #: the close code this server sent, if it closed the connection
         self.sent_close_code: int | None = None
@@ -281,6 +324,8 @@ class BokehWebSocket(Server):
             # Connection (the same send/receive_data/events/state); drop the
             # h11 machinery that did the handshake (~2.5 KiB per connection).
             self.ws = self.ws.connection
+            #: no extension was negotiated: data frames are written here, without wsproto's copies
+            self._plain_frames = not self.ws._proto.extensions
             if self.max_message_size:
                 self.ws._proto._frame_decoder.extensions.append(_MessageSizeLimit(self.max_message_size))
 
@@ -305,11 +350,12 @@ class BokehWebSocket(Server):
         with self._write_lock:
             if not self.connected:
                 raise ConnectionClosed(self.close_reason, self.close_message)
-            data = b"".join(
-                self.ws.send(BytesMessage(data=f) if isinstance(f, bytes) else TextMessage(data=f))
-                for f in frames
-            )
-            self._locked_sock.send(data)
+            if self._plain_frames:
+                pieces = plain_frame_pieces(frames)
+            else:  # an extension (permessage-deflate) transforms each frame: wsproto writes them
+                pieces = [self.ws.send(BytesMessage(data=f) if isinstance(f, bytes) else TextMessage(data=f))
+                          for f in frames]
+            self._locked_sock.send_pieces(pieces)
 
     def ping(self, payload: bytes) -> None:
         with self._write_lock:
