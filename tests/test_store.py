@@ -7,6 +7,7 @@ import multiprocessing
 import pytest
 
 from bokeh_flask.core.store import MemoryStore, StoreConflict, StoredDocument, StoreError, StoreUnavailable
+from bokeh_flask.core.users import UserRecord, api_key_hash
 from bokeh_flask.runtime.stores.files import FileStore
 from tests.support.redis_server import RedisServer
 
@@ -155,3 +156,30 @@ def test_redis_gone_and_back_loses_nothing(tmp_path):
         assert store.put(doc(text='{"v": 2}'), based_on=1).version == 2
     finally:
         server.stop()
+
+
+def user(name: str = "alice", password_hash: str | None = None) -> UserRecord:
+    return UserRecord(name=name, password_hash=password_hash or "hash-of-" + name)
+
+
+def test_users_are_added_once_saved_listed_and_removed(store):
+    added = store.add_user(user())
+    assert added.created > 0 and store.get_user("alice") == added
+    with pytest.raises(StoreConflict, match="exists already"):
+        store.add_user(user(password_hash="other"))
+    assert store.get_user("alice").password_hash == "hash-of-alice"
+    keyed = store.save_user(UserRecord("alice", "new-hash", (api_key_hash("k1"),), added.created))
+    assert store.get_user("alice") == keyed and store.get_user("alice").api_key_hashes == (api_key_hash("k1"),)
+    store.add_user(user("bob"))
+    assert [u.name for u in store.list_users()] == ["alice", "bob"]
+    assert store.remove_user("alice") is True and store.remove_user("alice") is False
+    assert store.get_user("alice") is None and [u.name for u in store.list_users()] == ["bob"]
+    with pytest.raises(StoreError, match="No user 'carol'"):
+        store.save_user(user("carol"))
+
+
+@pytest.mark.parametrize("name", ["", "a b", "-x", "x" * 65, "../x"])
+def test_bad_user_names_are_refused(store, name):
+    with pytest.raises(StoreError, match="User names are"):
+        store.add_user(user(name))
+    assert store.list_users() == []

@@ -25,3 +25,15 @@ class PermissionDenied(BokehFlaskError):
 
 class SessionError(BokehFlaskError):
     """A session could not be created or found."""
+
+
+class StoreError(BokehFlaskError):
+    """A store could not do what was asked."""
+
+
+class StoreConflict(StoreError):
+    """A write was based on a version that is no longer the latest: pull, then write again."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now (Redis down, say); nothing was written."""

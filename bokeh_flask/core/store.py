@@ -16,24 +16,15 @@ import time
 import typing as t
 from dataclasses import dataclass, replace
 
-from .errors import BokehFlaskError
+from .errors import StoreConflict, StoreError, StoreUnavailable
+from .users import UserRecord, check_username
+
+__all__ = ["StoreConflict", "StoreError", "StoreUnavailable", "StoredDocument", "DocumentStore", "MemoryStore"]
 
 #: a document's name: what ``use_doc("name")`` takes and its URL shows
 DOCID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: largest document a store takes, in bytes of JSON (a setting may lower or raise it)
 DEFAULT_MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
-
-
-class StoreError(BokehFlaskError):
-    """A store could not do what was asked."""
-
-
-class StoreConflict(StoreError):
-    """A write was based on a version that is no longer the latest: pull, then write again."""
-
-
-class StoreUnavailable(StoreError):
-    """The store cannot be reached now (Redis down, say); nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +49,8 @@ def check_docid(docid: str) -> str:
 
 
 class DocumentStore(t.Protocol):
-    """What every backend offers. Each call is atomic: it happens whole or not at all."""
+    """What every backend offers for documents (and, in :class:`~bokeh_flask.core.users.UserStore`,
+    for users). Each call is atomic: it happens whole or not at all."""
 
     def get(self, docid: str) -> StoredDocument | None: ...
 
@@ -100,6 +92,7 @@ class MemoryStore:
     def __init__(self, max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
         self.max_document_bytes = max_document_bytes
         self._documents: dict[str, StoredDocument] = {}
+        self._users: dict[str, UserRecord] = {}
         self._lock = threading.Lock()
 
     def get(self, docid: str) -> StoredDocument | None:
@@ -127,3 +120,30 @@ class MemoryStore:
         return sorted((d for d in list(self._documents.values())
                        if (owner is None or d.owner == owner) and (public is None or d.public == public)),
                       key=lambda d: d.docid)
+
+    # -- users -------------------------------------------------------------
+
+    def get_user(self, name: str) -> UserRecord | None:
+        return self._users.get(name)
+
+    def add_user(self, record: UserRecord) -> UserRecord:
+        check_username(record.name)
+        with self._lock:
+            if record.name in self._users:
+                raise StoreConflict(f"User {record.name!r} exists already")
+            stored = self._users[record.name] = replace(record, created=record.created or time.time())
+            return stored
+
+    def save_user(self, record: UserRecord) -> UserRecord:
+        with self._lock:
+            if record.name not in self._users:
+                raise StoreError(f"No user {record.name!r}")
+            self._users[record.name] = record
+            return record
+
+    def remove_user(self, name: str) -> bool:
+        with self._lock:
+            return self._users.pop(name, None) is not None
+
+    def list_users(self) -> list[UserRecord]:
+        return sorted(list(self._users.values()), key=lambda u: u.name)

@@ -38,7 +38,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve Bokeh applications (the flags of `bokeh serve`)")
     _add_serve_arguments(serve)
     commands.add_parser("secret", help="print a new secret key for BOKEH_SECRET_KEY")
+    _add_user_commands(commands.add_parser("user", help="manage the users of a publishing server (admins)"))
     return parser
+
+
+def _add_user_commands(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("shelve", "redis"), default="shelve",
+                   help="the store the server uses (default: shelve, the file store)")
+    p.add_argument("--data-directory", default="bokeh_data", help="the file store's folder (default: bokeh_data)")
+    p.add_argument("--redis-url", default=None, help="the Redis store (default: redis://127.0.0.1:7001/0)")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=_OneLineParser)
+    add = actions.add_parser("add", help="add a user (password read from the terminal, or --password-stdin)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    actions.add_parser("list", help="list the users")
+    remove = actions.add_parser("remove", help="remove a user")
+    remove.add_argument("name")
+    key = actions.add_parser("key", help="print a new API key for a user (shown this once)")
+    key.add_argument("name")
+    revoke = actions.add_parser("revoke", help="revoke one of a user's API keys")
+    revoke.add_argument("name")
+    revoke.add_argument("key")
 
 
 def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -126,7 +146,48 @@ def main(argv: list[str] | None = None) -> None:
 
         print(generate_secret_key())
         return
+    if options.command == "user":
+        manage_users(options)
+        return
     serve(options, app_args)
+
+
+def manage_users(options: argparse.Namespace) -> None:
+    """``bokeh-flask user add | list | remove | key | revoke``: one line of output, or one line of error."""
+    # the store and werkzeug load here only (this command serves nothing: no gevent patching needed)
+    from ..web import accounts
+    from .stores import open_store
+
+    try:
+        store = open_store(options.backend, options.data_directory, options.redis_url)
+        if options.action == "add":
+            password = sys.stdin.readline().rstrip("\n") if options.password_stdin else _ask_password()
+            store.add_user(accounts.new_user(options.name, password))
+            print(f"added {options.name}")
+        elif options.action == "list":
+            for record in store.list_users():
+                print(f"{record.name}\t{len(record.api_key_hashes)} API key(s)")
+        elif options.action == "remove":
+            if not store.remove_user(options.name):
+                raise BokehFlaskError(f"No user {options.name!r}")
+            print(f"removed {options.name}")
+        elif options.action == "key":
+            print(accounts.issue_api_key(store, options.name))
+        elif options.action == "revoke":
+            if not accounts.revoke_api_key(store, options.name, options.key):
+                raise BokehFlaskError(f"{options.name!r} has no such API key")
+            print(f"revoked a key of {options.name}")
+    except BokehFlaskError as error:
+        sys.exit(f"bokeh-flask user: error: {error}")
+
+
+def _ask_password() -> str:
+    import getpass  # only when a password is typed
+
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != password:
+        raise ConfigError("the two passwords differ")
+    return password
 
 
 def serve(options: argparse.Namespace, app_args: list[str] | None) -> None:

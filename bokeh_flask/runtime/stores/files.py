@@ -11,13 +11,17 @@ call opens, commits and closes within the call.
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import time
 import typing as t
 from dataclasses import replace
 from pathlib import Path
 
-from ...core.store import DEFAULT_MAX_DOCUMENT_BYTES, StoredDocument, StoreError, check_docid, next_version
+from ...core.store import (DEFAULT_MAX_DOCUMENT_BYTES, StoreConflict, StoredDocument, StoreError, check_docid,
+                           next_version)
+from ...core.users import UserRecord, check_username
 
 FILENAME = "documents.sqlite3"
 #: how long a write waits for another process's transaction (seconds)
@@ -25,8 +29,62 @@ LOCK_TIMEOUT_SECONDS = 10.0
 _COLUMNS = "docid, owner, doc_json, title, public, version, updated"
 
 
-class FileStore:
-    """A :class:`~bokeh_flask.core.store.DocumentStore` in one SQLite file, shared by processes."""
+class _UsersMixin:
+    """The user methods of :class:`FileStore` (the ``users`` table)."""
+
+    _connect: t.Callable[[], sqlite3.Connection]
+
+    def get_user(self, name: str) -> UserRecord | None:
+        db = self._connect()
+        try:
+            row = db.execute("SELECT name, password_hash, api_key_hashes, created FROM users WHERE name = ?",
+                             (name,)).fetchone()
+            return _user(row) if row else None
+        finally:
+            db.close()
+
+    def add_user(self, record: UserRecord) -> UserRecord:
+        check_username(record.name)
+        stored = UserRecord(record.name, record.password_hash, record.api_key_hashes, record.created or time.time())
+        db = self._connect()
+        try:
+            db.execute("INSERT INTO users VALUES (?, ?, ?, ?)",
+                       (stored.name, stored.password_hash, json.dumps(list(stored.api_key_hashes)), stored.created))
+            return stored
+        except sqlite3.IntegrityError:
+            raise StoreConflict(f"User {record.name!r} exists already") from None
+        finally:
+            db.close()
+
+    def save_user(self, record: UserRecord) -> UserRecord:
+        db = self._connect()
+        try:
+            changed = db.execute("UPDATE users SET password_hash = ?, api_key_hashes = ? WHERE name = ?",
+                                 (record.password_hash, json.dumps(list(record.api_key_hashes)), record.name)).rowcount
+            if not changed:
+                raise StoreError(f"No user {record.name!r}")
+            return record
+        finally:
+            db.close()
+
+    def remove_user(self, name: str) -> bool:
+        db = self._connect()
+        try:
+            return db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
+        finally:
+            db.close()
+
+    def list_users(self) -> list[UserRecord]:
+        db = self._connect()
+        try:
+            return [_user(row) for row in db.execute(
+                "SELECT name, password_hash, api_key_hashes, created FROM users ORDER BY name")]
+        finally:
+            db.close()
+
+
+class FileStore(_UsersMixin):
+    """A :class:`~bokeh_flask.core.store.DocumentStore` (and user store) in one SQLite file, shared by processes."""
 
     def __init__(self, directory: str | os.PathLike[str],
                  max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
@@ -43,6 +101,8 @@ class FileStore:
             db.execute("CREATE TABLE IF NOT EXISTS documents (docid TEXT PRIMARY KEY, owner TEXT NOT NULL, "
                        "doc_json TEXT NOT NULL, title TEXT NOT NULL, public INTEGER NOT NULL, "
                        "version INTEGER NOT NULL, updated REAL NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, "
+                       "api_key_hashes TEXT NOT NULL, created REAL NOT NULL)")
         finally:
             db.close()
 
@@ -115,6 +175,13 @@ class FileStore:
             return [_document(row) for row in db.execute(query + " ORDER BY docid", values)]
         finally:
             db.close()
+
+
+
+
+def _user(row: t.Sequence[t.Any]) -> UserRecord:
+    name, password_hash, keys, created = row
+    return UserRecord(name=name, password_hash=password_hash, api_key_hashes=tuple(json.loads(keys)), created=created)
 
 
 def _document(row: t.Sequence[t.Any]) -> StoredDocument:

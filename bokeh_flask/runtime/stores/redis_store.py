@@ -10,6 +10,8 @@ is stored stays in Redis, and calls work again once it is back.
 """
 from __future__ import annotations
 
+import json
+import time
 import typing as t
 from dataclasses import replace
 
@@ -17,9 +19,11 @@ import redis
 
 from ...core.store import (DEFAULT_MAX_DOCUMENT_BYTES, StoreConflict, StoredDocument, StoreError, StoreUnavailable,
                            check_docid, next_version)
+from ...core.users import UserRecord, check_username
 
 NAMESPACE = "bokeh-flask"
 _INDEX = f"{NAMESPACE}:docs"
+_USERS = f"{NAMESPACE}:users"
 #: seconds to wait for Redis before a call reports it unavailable
 TIMEOUT_SECONDS = 2.0
 
@@ -99,6 +103,83 @@ class RedisStore:
                     and (public is None or d.public == public)]
 
         return t.cast("list[StoredDocument]", self._call(everything))
+
+
+    # -- users: a hash per user, ``bokeh-flask:user:<name>`` -----------------
+
+    def get_user(self, name: str) -> UserRecord | None:
+        return t.cast("UserRecord | None", self._call(lambda: _user(name, self._redis.hgetall(_user_key(name)))))
+
+    def add_user(self, record: UserRecord) -> UserRecord:
+        check_username(record.name)
+        stored = UserRecord(record.name, record.password_hash, record.api_key_hashes, record.created or time.time())
+
+        def add() -> UserRecord:
+            key = _user_key(stored.name)
+            with self._redis.pipeline() as pipe:
+                pipe.watch(key)
+                if pipe.exists(key):
+                    raise StoreConflict(f"User {stored.name!r} exists already")
+                pipe.multi()
+                pipe.hset(key, mapping=_user_fields(stored))
+                pipe.sadd(_USERS, stored.name)
+                try:
+                    pipe.execute()
+                except redis.WatchError:
+                    raise StoreConflict(f"User {stored.name!r} exists already") from None
+            return stored
+
+        return t.cast(UserRecord, self._call(add))
+
+    def save_user(self, record: UserRecord) -> UserRecord:
+        key = _user_key(record.name)
+
+        def save() -> UserRecord:
+            with self._redis.pipeline() as pipe:
+                pipe.watch(key)
+                if not pipe.exists(key):
+                    raise StoreError(f"No user {record.name!r}")
+                pipe.multi()
+                pipe.hset(key, mapping={"password_hash": record.password_hash,
+                                        "api_key_hashes": json.dumps(list(record.api_key_hashes))})
+                pipe.execute()
+            return record
+
+        return t.cast(UserRecord, self._call(save))
+
+    def remove_user(self, name: str) -> bool:
+        def remove() -> bool:
+            with self._redis.pipeline() as pipe:
+                pipe.delete(_user_key(name))
+                pipe.srem(_USERS, name)
+                removed, _ = pipe.execute()
+            return bool(removed)
+
+        return t.cast(bool, self._call(remove))
+
+    def list_users(self) -> list[UserRecord]:
+        def everyone() -> list[UserRecord]:
+            names = sorted(self._redis.smembers(_USERS))
+            found = [_user(name, self._redis.hgetall(_user_key(name))) for name in names]
+            return [user for user in found if user is not None]
+
+        return t.cast("list[UserRecord]", self._call(everyone))
+
+
+def _user_key(name: str) -> str:
+    return f"{NAMESPACE}:user:{name}"
+
+
+def _user_fields(user: UserRecord) -> dict[str, t.Any]:
+    return {"password_hash": user.password_hash, "api_key_hashes": json.dumps(list(user.api_key_hashes)),
+            "created": user.created}
+
+
+def _user(name: str, row: t.Mapping[str, str]) -> UserRecord | None:
+    if not row or "created" not in row:
+        return None
+    return UserRecord(name=name, password_hash=row["password_hash"],
+                      api_key_hashes=tuple(json.loads(row.get("api_key_hashes", "[]"))), created=float(row["created"]))
 
 
 def _fields(document: StoredDocument) -> dict[str, t.Any]:
