@@ -38,15 +38,17 @@ RESTART_STATUS = 3
 
 
 def watched_files(paths: t.Iterable[str]) -> list[str]:
-    """The apps' own files: scripts, notebooks, and a directory app's source, templates, themes, static."""
+    """The apps' own files: a directory app's source, templates, themes and static files; a script or
+    notebook, and the Python modules beside it (helpers it imports: bokeh 3.10 does not leave them in
+    ``sys.modules``, where werkzeug's reloader looks)."""
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
             files += [p for p in path.rglob("*") if p.is_file() and p.suffix in WATCHED_SUFFIXES
                       and "__pycache__" not in p.parts]
         elif path.exists():
-            files.append(path)
-    return [str(f.resolve()) for f in files]
+            files += [path, *(p for p in path.parent.glob("*.py") if p != path)]
+    return sorted({str(f.resolve()) for f in files})
 
 
 class _StoppingReloader(StatReloaderLoop):  # type: ignore[misc]
