@@ -164,3 +164,14 @@ def test_logout_url_on_a_live_server(serve):
     with BokehWS.connect(server, "logout_app", token=token, headers=[f"Cookie: {cookie}"]) as ws:
         assert ws.recv_message().msgtype == "ACK"
         assert models_by_name(ws.pull().content["doc"])["logout"]["attributes"]["text"] == "logout=/logout"
+
+
+@pytest.mark.slow
+def test_xsrf_cookies_without_a_cookie_secret_serve_every_route(serve):
+    """``--enable-xsrf-cookies`` without ``--cookie-secret`` answered 500 on every route; Tornado needs no secret."""
+    server = serve(APPS / "argv_app.py", extra_args=["--enable-xsrf-cookies"])
+    base = f"http://127.0.0.1:{server.port}"
+    for path in ("/argv_app", "/favicon.ico", "/static/js/bokeh.min.js", "/argv_app/metadata"):
+        assert fetch(base + path)[0] == 200, path
+    with BokehWS.connect(server, "argv_app") as ws:
+        assert ws.recv_message().msgtype == "ACK"
