@@ -82,10 +82,14 @@ class RedisStore:
         return t.cast(StoredDocument, self._call(flip))
 
     def delete(self, docid: str) -> bool:
+        return self._remove(_key(docid), _INDEX, docid)
+
+    def _remove(self, key: str, index: str, member: str) -> bool:
+        """Delete ``key`` and take ``member`` out of ``index``, together; True if the key was there."""
         def remove() -> bool:
             with self._redis.pipeline() as pipe:
-                pipe.delete(_key(docid))
-                pipe.srem(_INDEX, docid)
+                pipe.delete(key)
+                pipe.srem(index, member)
                 removed, _ = pipe.execute()
             return bool(removed)
 
@@ -148,14 +152,7 @@ class RedisStore:
         return t.cast(UserRecord, self._call(save))
 
     def remove_user(self, name: str) -> bool:
-        def remove() -> bool:
-            with self._redis.pipeline() as pipe:
-                pipe.delete(_user_key(name))
-                pipe.srem(_USERS, name)
-                removed, _ = pipe.execute()
-            return bool(removed)
-
-        return t.cast(bool, self._call(remove))
+        return self._remove(_user_key(name), _USERS, name)
 
     def list_users(self) -> list[UserRecord]:
         def everyone() -> list[UserRecord]:
