@@ -83,7 +83,8 @@ def test_pull_reply_carries_arrays_as_the_bokehjs_in_use_keeps_them(served):
 def test_pull_replies_both_ways_load_the_document(served, binary):
     _, _, doc = served
     reply = pull_reply("r1", doc, binary=binary)
-    assert (len(reply.buffers) == 1) is binary
+    separate_buffers = hasattr(doc.to_json(deferred=True), "buffers")  # bokeh >= 3.7; 3.6 inlines arrays itself
+    assert len(reply.buffers) == (1 if binary and separate_buffers else 0)
     frames = message_frames(reply)
     receiver = Receiver(Protocol())
     for frame in frames:

@@ -217,13 +217,14 @@ class ServerConnection:
         started = time.monotonic()
         try:
             reply = handler(message)
+            frames = message_frames(reply) if reply is not None else None  # an unwritable reply fails here
         except Exception as error:
             log.warning("Error handling %s for session %s: %s\n%s", message.msgtype, self.session.id,
                         _describe(error), "".join(traceback.format_tb(error.__traceback__)).rstrip())
-            reply = self.error(message, f"{message.msgtype} failed: {_describe(error)}")
+            frames = message_frames(self.error(message, f"{message.msgtype} failed: {_describe(error)}"))
             self.session.stats.errors_replied += 1
-        if reply is not None and self.open:
-            self.send_message(reply)
+        if frames is not None and self.open:
+            self.send_frames(frames)
         if message.msgtype == "PATCH-DOC":
             self.session.stats.patches_handled += 1
             self.session.stats.patch_seconds += time.monotonic() - started

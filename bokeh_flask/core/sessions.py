@@ -189,7 +189,12 @@ class ServerSession:
 
     def pull(self, message: t.Any, connection: Subscriber) -> t.Any:
         """PULL-DOC-REPLY: arrays as binary buffers with BokehJS 3.10 on, inline before (see ``pull_reply``)."""
-        return self.with_document_locked(pull_reply, message.header["msgid"], self.document)
+        def reply() -> t.Any:
+            message_reply = pull_reply(message.header["msgid"], self.document)
+            message_reply.content_json  # serialised now, under the lock: a consistent snapshot (and errors here)
+            return message_reply
+
+        return self.with_document_locked(reply)
 
     def push(self, message: t.Any, connection: Subscriber) -> t.Any:
         def replace() -> t.Any:
