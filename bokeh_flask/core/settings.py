@@ -91,6 +91,24 @@ class ServerSettings:
     max_request_body_bytes: int | None = None
     #: most header bytes one request may carry; more is answered with 431
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    #: serve published documents under ``/bokeh/`` (``--publishing``; see docs/publishing.md)
+    publishing: bool = False
+    #: where published documents live: ``memory``, ``shelve`` (a file store) or ``redis``
+    backend: str = "shelve"
+    #: the file store's folder (``--data-directory``), also the Redis child's
+    data_directory: str = "bokeh_data"
+    #: a Redis server to use (no child Redis is started then)
+    redis_url: str | None = None
+    #: the port of the Redis server bokeh-flask starts (the original server's 7001)
+    redis_port: int = 7001
+    #: start ``redis-server`` as a child process unless ``redis_url`` is given (``--no-start-redis``)
+    start_redis: bool = True
+    #: users register and log in; otherwise everyone is ``defaultuser`` (``--multi-user``)
+    multi_user: bool = False
+    #: anyone may register (``--close-registration`` turns it off; admins add users with ``bokeh-flask user add``)
+    open_registration: bool = True
+    #: largest published document, in bytes of JSON (``--max-document-size``)
+    max_document_bytes: int = 20 * 1024 * 1024
     extra: dict[str, t.Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -177,6 +195,12 @@ class ServerSettings:
             raise ConfigError(f"--ico-path file does not exist: {self.ico_path} (give 'none' to serve no icon)")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile (or BOKEH_SSL_CERTFILE)")
+        if self.backend not in ("memory", "shelve", "redis"):
+            raise ConfigError(f"--backend must be memory, shelve or redis (got {self.backend!r})")
+        if self.max_document_bytes <= 0:
+            raise ConfigError(f"max_document_bytes must be > 0 (got {self.max_document_bytes!r})")
+        if not 0 < self.redis_port <= 65535:
+            raise ConfigError(f"--redis-port must be between 1 and 65535 (got {self.redis_port})")
         if not self.generate_session_ids and not self.sign_sessions:
             raise ConfigError("external-signed session ids need signing turned on (sign_sessions=True)")
 
@@ -255,7 +279,8 @@ BOKEH_SETTING_FIELDS = {
 
 
 _BOOLEAN_FIELDS = ("sign_sessions", "xsrf_cookies", "use_index", "redirect_root", "generate_session_ids",
-                   "allow_same_origin", "use_xheaders")
+                   "allow_same_origin", "use_xheaders", "publishing", "start_redis", "multi_user",
+                   "open_registration")
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"", "0", "no", "false", "off"}
 

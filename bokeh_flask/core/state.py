@@ -22,6 +22,7 @@ from .connection import ServerConnection
 from .contexts import ApplicationContext
 from .metrics import AppStats, merge, snapshot
 from .ports import Relay, Runtime, SharedMetrics
+from .publications import Publications
 from .scheduling import Handle, Scheduler
 from .settings import ServerSettings
 
@@ -113,6 +114,10 @@ class BokehState:
         self.relay: Relay | None = None
         #: where the workers leave their metrics for each other (``--num-procs``), set when the worker starts
         self.shared_metrics: SharedMetrics | None = None
+        #: published documents (``--publishing``), served under ``/bokeh/``; None when publishing is off
+        self.publications: Publications | None = None
+        #: a Flask site's own login for publishing: returns the user's name or None (``publishing_user=``)
+        self.publications_user_loader: t.Callable[[], t.Any] | None = None
         self._jobs: list[_Repeating] = []
         self.started = False
         self._start_lock = scheduler.lock()
@@ -156,6 +161,8 @@ class BokehState:
             self._every(s.mem_log_frequency_milliseconds, self.log_memory)
         for context in self.contexts.values():
             context.run_load_hook()
+        if self.publications is not None:
+            self.publications.start()
         atexit.register(self.stop)
         # What exists now (modules, apps, the site) lives as long as the process: move it out of
         # the collector's way, so the collection after each cleanup pass scans only newer objects.
@@ -192,6 +199,8 @@ class BokehState:
         for context in self.contexts.values():
             context.discard_all()
             context.run_unload_hook()
+        if self.publications is not None:
+            self.publications.stop()
         atexit.unregister(self.stop)
 
     def _every(self, milliseconds: int, fn: t.Callable[[], object]) -> None:
@@ -204,6 +213,8 @@ class BokehState:
     def cleanup_sessions(self) -> None:
         lifetime = self.settings.unused_session_lifetime_milliseconds
         discarded = sum(context.cleanup_unused(lifetime) for context in self.contexts.values())
+        if self.publications is not None:
+            discarded += self.publications.cleanup_unused(lifetime)
         if discarded:
             self.scheduler.call_later(0, collect_garbage)  # after the discards just scheduled
 

@@ -41,6 +41,20 @@ class StoredDocument:
     updated: float = 0.0
 
 
+@dataclass(frozen=True)
+class DocumentChange:
+    """One stored write, as the processes that serve the document hear of it.
+
+    ``change`` is JSON text ``{"content": <PATCH-DOC content>, "buffers": [[id, base64], ...]}``,
+    or None meaning "compare versions with the store and reload".
+    """
+
+    docid: str
+    version: int
+    change: str | None
+    origin: str
+
+
 def check_docid(docid: str) -> str:
     if not isinstance(docid, str) or not DOCID.fullmatch(docid):
         raise StoreError(f"Document names are 1 to 128 letters, digits, '_', '.' or '-', starting with a letter "
@@ -54,7 +68,7 @@ class DocumentStore(t.Protocol):
 
     def get(self, docid: str) -> StoredDocument | None: ...
 
-    def put(self, document: StoredDocument, based_on: int) -> StoredDocument:
+    def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
         """Write ``document``; ``based_on`` is the version it was made from (0 for a new one).
 
         Returns what was stored (with its new version); :class:`StoreConflict` if
@@ -98,7 +112,7 @@ class MemoryStore:
     def get(self, docid: str) -> StoredDocument | None:
         return self._documents.get(docid)
 
-    def put(self, document: StoredDocument, based_on: int) -> StoredDocument:
+    def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
         with self._lock:
             stored = next_version(self._documents.get(document.docid), document, based_on, self.max_document_bytes)
             self._documents[stored.docid] = stored

@@ -13,8 +13,12 @@ import typing as t
 from flask import Flask, current_app, request
 
 from ..core.ports import Runtime
+from ..core.publications import Publications
+from ..core.scheduling import Scheduler
+from ..core.settings import ServerSettings
 from ..web import extension
 from ..web.static import send_favicon
+from .publishing import open_publications
 from .siblings import SIBLINGS
 from .transport import SimpleWebSocketRuntime
 
@@ -36,6 +40,9 @@ class BokehFlask(extension.BokehFlask):
 
     def default_runtime(self) -> Runtime:
         return SimpleWebSocketRuntime()
+
+    def make_publications(self, settings: ServerSettings, scheduler: Scheduler) -> Publications:
+        return open_publications(settings, scheduler, self._store)
 
 
 def _join_gunicorn_siblings() -> None:

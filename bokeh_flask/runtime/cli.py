@@ -122,6 +122,24 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ssl-certfile", default=None, help="serve https/wss with this PEM certificate; env "
                                                         "BOKEH_SSL_CERTFILE (key password: BOKEH_SSL_PASSWORD)")
     p.add_argument("--ssl-keyfile", default=None, help="the certificate's private key; env BOKEH_SSL_KEYFILE")
+    pub = p.add_argument_group("publishing (docs/publishing.md; any of these turns it on)")
+    pub.add_argument("--publishing", action="store_true", default=None,
+                     help="serve published documents under /bokeh/ (single-user unless --multi-user)")
+    pub.add_argument("--backend", choices=("memory", "shelve", "redis"), default=None,
+                     help="where published documents are kept (default: shelve, a SQLite file store)")
+    pub.add_argument("--data-directory", default=None, metavar="PATH",
+                     help="the file store's folder, and the Redis child's (default: bokeh_data)")
+    pub.add_argument("--redis-url", default=None, help="use this Redis server (none is started)")
+    pub.add_argument("--redis-port", type=int, default=None,
+                     help="port of the Redis server bokeh-flask starts (default: 7001)")
+    pub.add_argument("--no-start-redis", dest="start_redis", action="store_false", default=None,
+                     help="do not start redis-server: one runs on --redis-port already")
+    pub.add_argument("-m", "--multi-user", action="store_true", default=None,
+                     help="users register and log in (default: everyone is defaultuser)")
+    pub.add_argument("--close-registration", dest="open_registration", action="store_false", default=None,
+                     help="only admins add users (bokeh-flask user add)")
+    pub.add_argument("--max-document-size", type=int, default=None, metavar="BYTES",
+                     help="largest published document, in bytes of JSON (default: 20 MiB)")
     p.add_argument("--use-config", metavar="CONFIG", default=None,
                    help="a bokeh YAML settings file (secret_key, sign_sessions, allowed_ws_origin, ...)")
     p.add_argument("--session-ids", choices=SESSION_ID_MODES, default=None,
@@ -249,6 +267,13 @@ def serve_processes(options: argparse.Namespace, app_args: list[str] | None) -> 
         settings.setdefault("allow_same_origin", False)
         resolved = ServerSettings.resolve(settings)  # fail here, once, rather than in every worker
         routes = sorted(build_applications(files or None, app_args))
+        if resolved.publishing and resolved.backend == "memory":
+            raise ConfigError("--backend memory keeps documents inside one process; with --num-procs use "
+                              "--backend shelve (a file) or --backend redis")
+        if resolved.publishing and resolved.backend == "redis" and not resolved.redis_url:
+            from .publishing import redis_url_for  # the master starts the one Redis the workers share
+
+            settings["redis_url"] = redis_url_for(resolved)
     except (BokehFlaskError, OSError) as error:
         sys.exit(f"bokeh-flask serve: error: {error}")
 
@@ -322,7 +347,23 @@ def _settings_from_options(options: argparse.Namespace) -> dict[str, t.Any]:
         include_cookies=options.include_cookies,
         exclude_cookies=options.exclude_cookies,
         **_session_id_settings(options.session_ids),
+        **_publishing_settings(options),
     )
+
+
+#: the publishing flags, by the setting each sets
+PUBLISHING_OPTIONS = {"backend": "backend", "data_directory": "data_directory", "redis_url": "redis_url",
+                      "redis_port": "redis_port", "start_redis": "start_redis", "multi_user": "multi_user",
+                      "open_registration": "open_registration", "max_document_size": "max_document_bytes"}
+
+
+def _publishing_settings(options: argparse.Namespace) -> dict[str, t.Any]:
+    """The publishing flags given; any of them turns publishing on."""
+    given = {setting: getattr(options, option) for option, setting in PUBLISHING_OPTIONS.items()
+             if getattr(options, option, None) is not None}
+    if given or options.publishing:
+        given["publishing"] = True
+    return given
 
 
 def _load_bokeh_config(path: str) -> None:

@@ -33,7 +33,8 @@ from ..core.ports import Runtime
 from ..core.scheduling import Scheduler
 from ..core.settings import ServerSettings, normalise_prefix
 from ..core.state import BokehState
-from . import ops, pages, static, websocket
+from ..core.publications import Publications
+from . import ops, pages, published, publishing_api, static, websocket
 from .auth import load_auth_module, provider_from_bokeh, provider_from_callable
 from .current import EXTENSION_KEY
 from .guard import guard
@@ -55,6 +56,10 @@ class BokehFlask:
         e.g. ``keep_alive_milliseconds=0`` or ``allow_websocket_origin=[...]``.
     :param auth_provider: a bokeh ``AuthProvider`` (as ``Server(auth_provider=...)`` takes)
     :param extra_patterns: ``[(r"/path", TornadoHandler[, kwargs])]``, served as bokeh serves them
+    :param publishing_user: with publishing on, a callable returning the name of the site's logged-in
+        user (or None): the Flask site's own login (flask-login ...) stands in for bokeh-flask's
+    :param store: the document store for publishing (a :class:`~bokeh_flask.core.store.DocumentStore`);
+        by default ``bokeh_flask.BokehFlask`` opens the one the ``backend`` setting names
     :param runtime: what runs the websockets and timers
         (:class:`~bokeh_flask.core.ports.Runtime`); ``bokeh_flask.BokehFlask``
         supplies gevent's (or threads' under ``flask run``) through
@@ -66,6 +71,7 @@ class BokehFlask:
                  authorize: t.Callable[[], t.Any] | None = None, login_url: str | None = None,
                  logout_url: str | None = None, runtime: Runtime | None = None,
                  auth_provider: t.Any = None, extra_patterns: t.Sequence[t.Sequence[t.Any]] = (),
+                 publishing_user: t.Callable[[], t.Any] | None = None, store: t.Any = None,
                  **settings: t.Any) -> None:
         self.applications: dict[str, Application] = build_applications(applications, argv)
         self._overrides = settings
@@ -76,6 +82,8 @@ class BokehFlask:
         self._extra_patterns = [_pattern(entry) for entry in extra_patterns]
         self._scheduler = scheduler
         self._runtime = runtime
+        self._publishing_user = publishing_user
+        self._store = store
         self.blueprint = self._make_blueprint(name)
         if app is not None:
             self.init_app(app)
@@ -87,6 +95,13 @@ class BokehFlask:
     def default_runtime(self) -> Runtime:
         """The runtime used when none is given; ``bokeh_flask.BokehFlask`` supplies one."""
         raise ConfigError("No websocket runtime: use bokeh_flask.BokehFlask (gevent), or pass runtime=")
+
+    def make_publications(self, settings: ServerSettings, scheduler: Scheduler) -> Publications:
+        """The publications of a registration with publishing on (``bokeh_flask.BokehFlask`` opens the store
+        and change feed the settings name; here only a ``store=`` given is used)."""
+        if self._store is None:
+            raise ConfigError("Publishing needs a store: pass store= or use bokeh_flask.BokehFlask")
+        return Publications(self._store, scheduler)
 
     def state(self, app: Flask) -> BokehState:
         """The state this extension keeps on ``app``."""
@@ -112,6 +127,8 @@ class BokehFlask:
         bp.add_url_rule("/static/extensions/<name>/<path:filename>", "extension_static", static.extension_static)
         if "/" not in self.applications:
             bp.add_url_rule("/static/<path:filename>", "static", static.bokehjs_static)
+        if not any(route.strip("/").split("/")[0] == "bokeh" for route in self.applications):
+            _add_publishing_rules(bp)
         return bp
 
     def _on_register(self, setup: BlueprintSetupState) -> None:
@@ -126,7 +143,11 @@ class BokehFlask:
         runtime = self._runtime or self.default_runtime()
         scheduler = self._scheduler or runtime.make_scheduler()
         auth = self._authorize or (load_auth_module(settings.auth_module) if settings.auth_module else None)
-        states[setup.name] = BokehState(self.applications, settings, scheduler, url_prefix, auth, runtime=runtime)
+        state = states[setup.name] = BokehState(self.applications, settings, scheduler, url_prefix, auth,
+                                                runtime=runtime)
+        if settings.publishing or self._store is not None:
+            state.publications = self.make_publications(settings, scheduler)
+            state.publications_user_loader = self._publishing_user
         tornado_routes = list(self._extra_patterns)
         if auth is not None:
             tornado_routes += _mount_auth_views(setup, auth)
@@ -179,6 +200,31 @@ def _mount_tornado_handlers(setup: BlueprintSetupState, routes: list[tuple[str, 
             setup.app.url_map.converters[converter] = pattern_converter(pattern)
         setup.add_url_rule(rule, kwargs.get("endpoint", f"{TORNADO_ENDPOINT}{index}"), handlers.view,
                            methods=list(RequestHandler.SUPPORTED_METHODS))
+
+
+def _add_publishing_rules(bp: Blueprint) -> None:
+    """The publishing routes under ``/bokeh/`` (they answer 404 while publishing is off)."""
+    api = publishing_api
+    rules: list[tuple[str, str, t.Callable[..., t.Any], list[str]]] = [
+        ("/bokeh/", "pub_index", api.index, ["GET"]),
+        ("/bokeh/login", "pub_login", api.login_page, ["GET", "POST"]),
+        ("/bokeh/register", "pub_register", api.register_page, ["GET", "POST"]),
+        ("/bokeh/logout", "pub_logout", api.logout_page, ["POST"]),
+        ("/bokeh/doc/<docid>", "pub_doc", published.document_page, ["GET"]),
+        ("/bokeh/doc/<docid>/<plotid>", "pub_plot", published.document_page, ["GET"]),
+        ("/bokeh/doc/<docid>/autoload.js", "pub_autoload", published.document_autoload, ["GET"]),
+        ("/bokeh/api/register", "pub_api_register", api.api_register, ["POST"]),
+        ("/bokeh/api/login", "pub_api_login", api.api_login, ["POST"]),
+        ("/bokeh/api/logout", "pub_api_logout", api.api_logout, ["POST"]),
+        ("/bokeh/api/whoami", "pub_api_whoami", api.api_whoami, ["GET"]),
+        ("/bokeh/api/docs", "pub_api_docs", api.api_docs, ["GET"]),
+        ("/bokeh/api/doc/<docid>", "pub_api_doc", api.api_doc, ["GET", "DELETE"]),
+        ("/bokeh/api/doc/<docid>/publish", "pub_api_publish", api.api_publish, ["POST"]),
+        ("/bokeh/api/doc/<docid>/unpublish", "pub_api_unpublish", api.api_unpublish, ["POST"]),
+    ]
+    for rule, endpoint, view, methods in rules:
+        bp.add_url_rule(rule, endpoint, view, methods=methods)
+    bp.add_url_rule("/bokeh/doc/<docid>/ws", "pub_ws", published.document_websocket, websocket=True)
 
 
 def _add_app_rules(bp: Blueprint, route: str, application: Application) -> None:

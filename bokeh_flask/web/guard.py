@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 #: metadata and autoload.js, and leaves BokehJS and static files public)
 PUBLIC_ENDPOINTS = {"static", "extension_static", "app_static", "favicon", "healthz", "metrics", "healthz_short",
                     "metrics_short", "login", "logout"}
+#: the publishing views' endpoints start with this; they check XSRF themselves (always, for cookie logins)
+PUBLISHING_ENDPOINT = "pub_"
 
 
 def guard() -> Response | None:
@@ -27,10 +29,10 @@ def guard() -> Response | None:
     """
     state = current_state()
     tornado = is_tornado_view(current_app.view_functions.get(request.endpoint or ""))
-    if not tornado:
+    endpoint = (request.endpoint or "").rsplit(".", 1)[-1]
+    if not tornado and not endpoint.startswith(PUBLISHING_ENDPOINT):
         check_xsrf()  # Tornado handlers check their own (``check_xsrf_cookie``), as under bokeh serve
     provider = state.auth
-    endpoint = (request.endpoint or "").rsplit(".", 1)[-1]
     if provider is None or endpoint in PUBLIC_ENDPOINTS or endpoint.startswith(TORNADO_ENDPOINT):
         return None
     handler = RequestHandlerShim(request, state.settings.cookie_secret)
@@ -42,7 +44,7 @@ def guard() -> Response | None:
     if user is not None:
         g.bokeh_user = user
         return None
-    if endpoint == "ws" or request.method not in ("GET", "HEAD"):
+    if endpoint in ("ws", "pub_ws") or request.method not in ("GET", "HEAD"):
         log.warning("Refused %s %s: not authenticated", request.method, request.path)
         abort(403, "not authenticated")
     location = provider.login_location(handler)

@@ -134,13 +134,24 @@ def autoload_js(app_path: str) -> Response:
     if request.method == "OPTIONS":
         return autoload_preflight()
     state = current_state()
+    element_id = checked_element_id()
+    # the script needs only the token: with lazy documents the websocket's process builds it
+    page_session = session_for_request(state, app_path, build=not lazy_documents(state))
+    return autoload_response(state, page_session.token, element_id)
+
+
+def checked_element_id() -> str:
+    """The ``bokeh-autoload-element`` argument, or a 400 naming what is wrong with it."""
     element_id = request.args.get("bokeh-autoload-element")
     if not element_id:
         abort(400, "No bokeh-autoload-element query parameter")
     if not ELEMENT_ID.fullmatch(element_id):
         abort(400, "bokeh-autoload-element must be an HTML id of letters, digits, '-', '_', '.' or ':'")
-    # the script needs only the token: with lazy documents the websocket's process builds it
-    page_session = session_for_request(state, app_path, build=not lazy_documents(state))
+    return element_id
+
+
+def autoload_response(state: BokehState, token: str, element_id: str) -> Response:
+    """The autoload.js script that renders the session ``token`` names into ``element_id``."""
     app_url = request.args.get("bokeh-app-path", "/")
     absolute_url = request.args.get("bokeh-absolute-url")
     if absolute_url:
@@ -150,7 +161,7 @@ def autoload_js(app_path: str) -> Response:
         server_root = base_url(state)
     resources = resources_for(server_root) if request.args.get("resources", "default") != "none" else None
     bundle = bundle_for_objs_and_resources(None, resources)
-    render_items = [RenderItem(token=page_session.token, elementid=element_id, use_for_title=False)]
+    render_items = [RenderItem(token=token, elementid=element_id, use_for_title=False)]
     bundle.add(Script(script_for_render_items({}, render_items, app_path=app_url, absolute_url=absolute_url)))
     response = Response(AUTOLOAD_JS.render(bundle=bundle, elementid=element_id),
                         mimetype="application/javascript")

@@ -47,7 +47,7 @@ def websocket(app_path: str) -> Response:
     context = state.context_for(app_path)
     relayed_from = request.environ.get(RELAYED_ENVIRON_KEY)
     try:
-        token = _check_handshake(state)
+        token = check_handshake(state)
         relay = state.relay if relayed_from is None else None  # a relayed websocket stays here
         target = _relay_target(relay, token) if relay is not None else None
         # an expired token reconnects to a live session that has had a websocket (bokeh#14416), here
@@ -67,6 +67,12 @@ def websocket(app_path: str) -> Response:
     except SessionError as error:
         abort(500, str(error))
 
+    return serve_websocket(state, session, relayed_from)
+
+
+def serve_websocket(state: BokehState, session: t.Any, relayed_from: int | None = None,
+                    on_connection: t.Callable[[ServerConnection], None] | None = None) -> Response:
+    """Accept the (checked) upgrade and serve ``session`` to it; ``on_connection`` sees the connection first."""
     if state.runtime is None:
         raise ConfigError("this registration has no websocket runtime: mount the apps with bokeh_flask.BokehFlask")
     max_size = state.settings.websocket_max_message_size_bytes
@@ -74,6 +80,8 @@ def websocket(app_path: str) -> Response:
     connection = ServerConnection(session, ws, max_message_bytes=max_size,
                                   max_queued_bytes=state.settings.websocket_max_queue_bytes,
                                   max_write_stall_seconds=state.settings.websocket_write_timeout_seconds)
+    if on_connection is not None:
+        on_connection(connection)
     state.connections.add(connection)
     if state.draining:  # accepted while this process shuts down: serve the first request, then 1001
         connection.close_when_settled()
@@ -101,7 +109,7 @@ def _relay_target(relay: Relay, token: str) -> int | None:
     return relay.target_of(payload)
 
 
-def _check_handshake(state: BokehState) -> str:
+def check_handshake(state: BokehState) -> str:
     """Refuse what ``bokeh serve`` refuses; returns the token from the subprotocol header."""
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise PermissionDenied("this URL only accepts websocket connections", status=400)

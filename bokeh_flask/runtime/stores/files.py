@@ -123,7 +123,7 @@ class FileStore(_UsersMixin):
         finally:
             db.close()
 
-    def put(self, document: StoredDocument, based_on: int) -> StoredDocument:
+    def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
         check_docid(document.docid)
         db = self._connect()
         try:

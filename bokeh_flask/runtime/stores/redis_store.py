@@ -50,7 +50,7 @@ class RedisStore:
     def get(self, docid: str) -> StoredDocument | None:
         return self._call(lambda: _document(docid, self._redis.hgetall(_key(docid))))
 
-    def put(self, document: StoredDocument, based_on: int) -> StoredDocument:
+    def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
         check_docid(document.docid)
         key = _key(document.docid)
 

@@ -1,0 +1,289 @@
+"""Published documents served live: one shared session per document in each process.
+
+A published document (``Session.use_doc(name)`` + ``push``) lives in a store
+(:mod:`.store`); every process that serves it keeps one live copy, a
+:class:`PublishedSession` that all its viewers share, the way clients that share a
+session id share a document under ``bokeh serve``. A write comes from an owner's
+connection (a PUSH-DOC or a PATCH-DOC, from ``bokeh_flask.client`` or the owner's
+own page): it is applied first to a private copy of the stored document, stored
+whole with the change beside it, and only once stored applied to the live
+document, which sends it to this process's viewers. Other processes hear of it
+through a :class:`~.ports.ChangeFeed` and apply the same change to their copy, or
+reload the document when they missed one. Viewers who do not own the document are
+read-only: their edits are answered OK and dropped, so they stay in their page.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import typing as t
+import uuid
+import weakref
+
+from bokeh.core.json_encoder import serialize_json
+from bokeh.core.serialization import Buffer, Serialized
+from bokeh.document import Document
+
+from .errors import StoreConflict, StoreError
+from .scheduling import Scheduler
+from .sessions import ServerSession, Subscriber
+from .store import DocumentChange, DocumentStore, StoredDocument
+
+log = logging.getLogger(__name__)
+
+#: a token payload key: ``"public"`` makes the connection read-only whoever opens it
+ACCESS_KEY = "bokeh_flask_access"
+#: times a write retries after another process stored a newer version first
+WRITE_RETRIES = 3
+
+
+class ReadOnly(Exception):
+    """A viewer who does not own a document tried to replace it."""
+
+
+def encode_change(message: t.Any) -> str:
+    """A PATCH-DOC message as change text: its content and its buffers in base64."""
+    buffers = [[str(buffer.id), base64.b64encode(buffer.to_bytes()).decode("ascii")] for buffer in message.buffers]
+    return f'{{"content":{message.content_json},"buffers":{json.dumps(buffers, separators=(",", ":"))}}}'
+
+
+def decode_change(text: str) -> Serialized[t.Any]:
+    """What :func:`encode_change` made, ready for ``Document.apply_json_patch``."""
+    data = json.loads(text)
+    buffers = [Buffer(buffer_id, base64.b64decode(data_b64)) for buffer_id, data_b64 in data["buffers"]]
+    return Serialized(data["content"], buffers)
+
+
+def document_json(document: Document) -> str:
+    """A whole document as JSON text, arrays inline (what a store keeps)."""
+    return t.cast(str, serialize_json(document.to_json(deferred=False)))
+
+
+def load_document(doc_json: str) -> Document:
+    return Document.from_json(json.loads(doc_json))
+
+
+class PublishedSession(ServerSession):
+    """The live copy of one published document in this process, shared by all its viewers."""
+
+    def __init__(self, docid: str, document: Document, scheduler: Scheduler, publications: Publications,
+                 stored: StoredDocument | None) -> None:
+        super().__init__(f"published-{docid}", document, scheduler)
+        self.docid = docid
+        #: the stored version the live document shows (0: not stored yet)
+        self.version = stored.version if stored is not None else 0
+        self.public = stored.public if stored is not None else False
+        self._stored_json = stored.doc_json if stored is not None else None
+        self._publications = publications
+        #: connections that may write, and the user each writes as
+        self._writers: weakref.WeakKeyDictionary[Subscriber, str] = weakref.WeakKeyDictionary()
+        #: the stored document at ``version``, changed first by each write (rebuilt when in doubt)
+        self._shadow: Document | None = None
+
+    def allow_writes(self, connection: Subscriber, user: str) -> None:
+        self._writers[connection] = user
+
+    def may_write(self, connection: Subscriber) -> bool:
+        return connection in self._writers
+
+    # -- protocol requests ---------------------------------------------------
+
+    def push(self, message: t.Any, connection: Subscriber) -> t.Any:
+        """PUSH-DOC from an owner: store the new document whole, then show it to every viewer."""
+        user = self._writers.get(connection)
+        if user is None:
+            raise ReadOnly(f"document {self.docid!r} is read-only here: only its owner may replace it")
+
+        def replace() -> t.Any:
+            candidate = Document.from_json(Serialized(message.content["doc"], message.buffers))
+            text = document_json(candidate)
+            self._store(lambda shadow: (text, candidate.title), user, change=None)
+            self._subscribers.discard(connection)  # the pusher has this document already
+            try:
+                self.document.replace_with_json(json.loads(text))
+            finally:
+                self._subscribers.add(connection)
+            self._shadow = None
+            return connection.ok(message)
+
+        return self.with_document_locked(replace)
+
+    def patch(self, message: t.Any, connection: Subscriber) -> t.Any:
+        """PATCH-DOC: from an owner, stored and sent on; from a viewer, kept in their page only."""
+        user = self._writers.get(connection)
+        if user is None:
+            log.debug("Dropping a read-only viewer's change to %s", self.docid)
+            return connection.ok(message)
+        change = encode_change(message)
+
+        def on_shadow(shadow: Document) -> tuple[str, str]:
+            message.apply_to_document(shadow)
+            return document_json(shadow), shadow.title
+
+        def apply() -> t.Any:
+            self._store(on_shadow, user, change=change)
+            self._patch_origin = connection
+            message.apply_to_document(self.document, self)
+            return connection.ok(message)
+
+        return self.with_document_locked(apply)
+
+    # -- writing ---------------------------------------------------------------
+
+    def _store(self, make: t.Callable[[Document], tuple[str, str]], user: str, change: str | None) -> None:
+        """Apply ``make`` to the shadow, store the result; catch up and retry if another process wrote first.
+
+        Nothing reaches the live document unless the write was stored.
+        """
+        store = self._publications.store
+        for attempt in range(WRITE_RETRIES + 1):
+            shadow = self._shadow_document()
+            try:
+                text, title = make(shadow)
+                stored = store.put(StoredDocument(self.docid, user, text, title=title, public=self.public),
+                                   based_on=self.version, change=change)
+            except StoreConflict:
+                self._shadow = None
+                latest = store.get(self.docid)
+                if attempt == WRITE_RETRIES or latest is None or latest.version == self.version \
+                        or latest.owner != user:
+                    raise
+                log.info("Document %s changed in another process; catching up before writing", self.docid)
+                self._reload(latest)
+                continue
+            except BaseException:
+                self._shadow = None  # it may hold half of the refused change
+                raise
+            self.version, self.public, self._stored_json = stored.version, stored.public, stored.doc_json
+            self._shadow = shadow
+            self._publications.announce(DocumentChange(self.docid, stored.version, change,
+                                                       self._publications.origin))
+            return
+
+    def _shadow_document(self) -> Document:
+        if self._shadow is None:
+            if self._stored_json is None and self.version:
+                stored = self._publications.store.get(self.docid)
+                if stored is not None and stored.version != self.version:
+                    self._reload(stored)
+                elif stored is not None:
+                    self._stored_json = stored.doc_json
+            self._shadow = load_document(self._stored_json) if self._stored_json else Document()
+        return self._shadow
+
+    # -- changes made elsewhere --------------------------------------------------
+
+    def apply_remote(self, change: DocumentChange) -> None:
+        """A change another process stored: apply it if it is the next one, else reload from the store."""
+        if change.change is not None and change.version == self.version + 1:
+            try:
+                patch = decode_change(change.change)
+                self.document.apply_json_patch(patch, setter=None)
+            except Exception as error:
+                log.warning("Could not apply change %d of %s (%s); reloading it", change.version, self.docid, error)
+            else:
+                self.version = change.version
+                self._stored_json = None  # stale now; the shadow follows the change, or is rebuilt from the store
+                if self._shadow is not None:
+                    try:
+                        self._shadow.apply_json_patch(decode_change(change.change), setter=None)
+                    except Exception:
+                        self._shadow = None
+                return
+        if change.change is not None and change.version <= self.version:
+            return  # seen already
+        stored = self._publications.store.get(self.docid)
+        if stored is None:
+            log.info("Document %s was deleted; its viewers keep what they have", self.docid)
+            self.version = 0
+            return
+        if stored.version != self.version:
+            self._reload(stored)
+
+    def _reload(self, stored: StoredDocument) -> None:
+        """Show ``stored`` in place of the live document (its viewers get the new roots)."""
+        self.document.replace_with_json(json.loads(stored.doc_json))
+        self.version, self.public, self._stored_json = stored.version, stored.public, stored.doc_json
+        self._shadow = None
+
+
+class Publications:
+    """The published documents this process serves live, their store and change feed."""
+
+    def __init__(self, store: DocumentStore, scheduler: Scheduler, feed: t.Any = None,
+                 origin: str | None = None) -> None:
+        self.store = store
+        self.feed = feed
+        self.origin = origin or uuid.uuid4().hex
+        self._scheduler = scheduler
+        self._live: dict[str, PublishedSession] = {}
+        self._lock = scheduler.lock()
+
+    @property
+    def sessions(self) -> list[PublishedSession]:
+        return list(self._live.values())
+
+    def live(self, docid: str, stored: StoredDocument | None) -> PublishedSession:
+        """This process's live copy of ``docid`` (built from ``stored`` if there is none yet)."""
+        with self._lock:
+            session = self._live.get(docid)
+            if session is None or session.destroyed:
+                document = load_document(stored.doc_json) if stored is not None else Document()
+                session = PublishedSession(docid, document, self._scheduler, self, stored)
+                self._live[docid] = session
+                log.debug("Serving published document %s live (version %d)", docid, session.version)
+            return session
+
+    def announce(self, change: DocumentChange) -> None:
+        """Tell the other processes (a failure to do so is logged: they catch up on their next read)."""
+        if self.feed is None:
+            return
+        try:
+            self.feed.publish(change)
+        except Exception:
+            log.exception("Could not announce change %d of %s to the other processes", change.version, change.docid)
+
+    # -- the feed's side ---------------------------------------------------------
+
+    def start(self) -> None:
+        if self.feed is not None:
+            self.feed.start(self.deliver, self.watched)
+
+    def stop(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
+        for session in list(self._live.values()):
+            session.destroy()
+        self._live.clear()
+
+    def watched(self) -> dict[str, int]:
+        """``{docid: version}`` of the documents served live here (called from the feed's task)."""
+        return {docid: session.version for docid, session in list(self._live.items())}
+
+    def deliver(self, change: DocumentChange) -> None:
+        """From the feed (any task or thread): apply ``change`` on the scheduler, under the document's lock."""
+        if change.origin == self.origin:
+            return
+        self._scheduler.call_later(0, lambda: self._apply(change))
+
+    def _apply(self, change: DocumentChange) -> None:
+        session = self._live.get(change.docid)
+        if session is None or session.destroyed:
+            return
+        try:
+            session.with_document_locked(session.apply_remote, change)
+        except StoreError as error:
+            log.warning("Could not catch up with %s: %s", change.docid, error)
+
+    # -- cleanup -------------------------------------------------------------------
+
+    def cleanup_unused(self, lifetime_ms: float) -> int:
+        """Forget live copies nobody has viewed for ``lifetime_ms`` (they load again on the next view)."""
+        unused = [s for s in list(self._live.values()) if s.is_unused(lifetime_ms)]
+        for session in unused:
+            with self._lock:
+                if self._live.get(session.docid) is session and session.is_unused(lifetime_ms):
+                    del self._live[session.docid]
+                    session.destroy()
+        return len(unused)
