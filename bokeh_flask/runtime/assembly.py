@@ -34,9 +34,10 @@ class BokehFlask(extension.BokehFlask):
     library, else on OS threads.
     """
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.blueprint.before_app_request(_join_gunicorn_siblings)
+    def _make_blueprint(self, name: str) -> t.Any:
+        blueprint = super()._make_blueprint(name)
+        blueprint.before_app_request(_join_gunicorn_siblings)  # before BokehFlask(app=...) registers it
+        return blueprint
 
     def default_runtime(self) -> Runtime:
         return SimpleWebSocketRuntime()

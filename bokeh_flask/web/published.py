@@ -82,10 +82,11 @@ def document_access(docid: str, public: bool, creating: bool = False) -> Access:
     store = publications(current_state()).store
     user = publishing_user()
     stored = store.get(docid)
+    missing = f"No document {docid!r}" + (" (log in to see your own documents)" if user is None else "")
     if stored is None:
         if creating and user is not None and not public:
             return Access(docid, None, user, True)
-        abort(404, f"No document {docid!r}")
+        abort(404, missing)
     owner = user is not None and stored.owner == user
     if public:
         if stored.public:
@@ -95,7 +96,7 @@ def document_access(docid: str, public: bool, creating: bool = False) -> Access:
     elif owner:
         return Access(docid, stored, user, True)
     if user is None and not stored.public:
-        abort(404, f"No document {docid!r} (log in to see your own documents)")
+        abort(404, missing)  # the answer for a name nobody uses: its existence stays secret
     if stored.public:
         abort(403, f"Document {docid!r} belongs to another user; it is published: add ?public=true to view it")
     abort(403, f"Document {docid!r} belongs to another user")

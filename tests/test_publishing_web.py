@@ -1,0 +1,176 @@
+"""Publishing's pages and JSON API through Flask's test client (the websocket is in test_publishing_live.py)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bokeh_flask import create_app
+from bokeh_flask.core.store import StoredDocument
+from bokeh_flask.web import publishing_api
+
+
+def doc_json(title: str = "Q") -> str:
+    from bokeh.document import Document
+    from bokeh.models import Slider
+
+    from bokeh_flask.core.publications import document_json
+
+    doc = Document()
+    doc.add_root(Slider(start=0, end=1, value=0.5))
+    doc.title = title
+    return document_json(doc)
+
+
+@pytest.fixture
+def site():
+    publishing_api.LIMITER.__init__()  # a fresh count per test
+    app = create_app(None, publishing=True, backend="memory", multi_user=True)
+    state = app.extensions["bokeh"]["bokeh"]
+    return app, state.publications.store
+
+
+def register(client, name="alice", password="correct horse"):
+    response = client.post("/bokeh/api/register", json={"username": name, "password": password})
+    assert response.status_code == 200, response.json
+    return response.json["api_key"]
+
+
+def bearer(name, key):
+    return {"Authorization": f"Bearer {name}:{key}"}
+
+
+def test_publishing_is_off_unless_asked():
+    app = create_app(None)
+    response = app.test_client().get("/bokeh/api/whoami")
+    assert response.status_code == 404 and b"--publishing" in response.data
+
+
+def test_single_user_mode_everyone_is_defaultuser():
+    app = create_app(None, publishing=True, backend="memory")
+    client = app.test_client()
+    assert client.get("/bokeh/api/whoami").json == {"username": "defaultuser", "multi_user": False}
+    response = client.post("/bokeh/api/register", json={"username": "bob", "password": "12345678"})
+    assert response.status_code == 403 and "single-user" in response.json["error"]
+
+
+def test_register_login_and_keys(site):
+    app, store = site
+    client = app.test_client()
+    key = register(client)
+    assert client.get("/bokeh/api/whoami", headers=bearer("alice", key)).json["username"] == "alice"
+    assert client.get("/bokeh/api/whoami", headers=bearer("alice", "wrong")).json["username"] is None
+    assert client.get("/bokeh/api/whoami").json["username"] is None
+    login = client.post("/bokeh/api/login", json={"username": "alice", "password": "correct horse"})
+    assert login.status_code == 200 and login.json["api_key"] != key
+    assert store.get_user("alice").password_hash.startswith(("scrypt:", "pbkdf2:"))
+    assert key not in repr(store.get_user("alice"))  # kept hashed
+    out = client.post("/bokeh/api/logout", headers=bearer("alice", key))
+    assert out.status_code == 200
+    assert client.get("/bokeh/api/whoami", headers=bearer("alice", key)).json["username"] is None
+    assert client.get("/bokeh/api/whoami", headers=bearer("alice", login.json["api_key"])).json["username"] == "alice"
+
+
+def test_bad_registrations(site):
+    app, _ = site
+    client = app.test_client()
+    register(client)
+    taken = client.post("/bokeh/api/register", json={"username": "alice", "password": "another one"})
+    assert taken.status_code == 409
+    short = client.post("/bokeh/api/register", json={"username": "bob", "password": "short"})
+    assert short.status_code == 400 and "at least 8" in short.json["error"]
+    bad_name = client.post("/bokeh/api/register", json={"username": "../etc", "password": "long enough"})
+    assert bad_name.status_code == 400 and "User names" in bad_name.json["error"]
+    assert client.post("/bokeh/api/register", json={}).status_code == 400
+
+
+def test_registration_can_be_closed():
+    app = create_app(None, publishing=True, backend="memory", multi_user=True, open_registration=False)
+    response = app.test_client().post("/bokeh/api/register", json={"username": "bob", "password": "long enough"})
+    assert response.status_code == 403 and "bokeh-flask user add" in response.json["error"]
+
+
+def test_failed_logins_are_rate_limited(site):
+    app, _ = site
+    client = app.test_client()
+    register(client)
+    statuses = [client.post("/bokeh/api/login", json={"username": "alice", "password": "guess %d" % i}).status_code
+                for i in range(publishing_api.LIMITER.max_failures + 1)]
+    assert statuses == [401] * publishing_api.LIMITER.max_failures + [429]
+    refused = client.post("/bokeh/api/login", json={"username": "alice", "password": "correct horse"})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+
+
+def test_document_visibility(site):
+    app, store = site
+    client = app.test_client()
+    alice, bob = register(client, "alice"), register(client, "bob")
+    store.put(StoredDocument("secret", "alice", doc_json("S")), based_on=0)
+    store.put(StoredDocument("shared", "alice", doc_json("P")), based_on=0)
+    client.post("/bokeh/api/doc/shared/publish", headers=bearer("alice", alice))
+    assert client.get("/bokeh/doc/secret", headers=bearer("alice", alice)).status_code == 200
+    assert client.get("/bokeh/doc/secret", headers=bearer("bob", bob)).status_code == 403
+    anonymous = client.get("/bokeh/doc/secret")
+    assert anonymous.status_code == 404 and anonymous.data == client.get("/bokeh/doc/missing").data.replace(
+        b"missing", b"secret")  # the same answer as for a name that does not exist
+    assert client.get("/bokeh/doc/secret?public=true").status_code == 404
+    assert client.get("/bokeh/doc/shared?public=true").status_code == 200
+    assert client.get("/bokeh/doc/shared", headers=bearer("bob", bob)).status_code == 403
+    assert client.post("/bokeh/api/doc/shared/unpublish", headers=bearer("bob", bob)).status_code == 403
+    assert client.delete("/bokeh/api/doc/secret", headers=bearer("bob", bob)).status_code == 403
+    mine = client.get("/bokeh/api/docs", headers=bearer("bob", bob)).json["docs"]
+    public = client.get("/bokeh/api/docs?public=true").json["docs"]
+    assert mine == [] and [d["docid"] for d in public] == ["shared"]
+    assert public[0]["public_url"].endswith("/bokeh/doc/shared?public=true")
+
+
+def test_one_plot_of_a_document(site):
+    app, store = site
+    client = app.test_client()
+    key = register(client)
+    store.put(StoredDocument("quarterly", "alice", doc_json()), based_on=0)
+    page = client.get("/bokeh/doc/quarterly", headers=bearer("alice", key)).data.decode()
+    root_id = re.search(r'"roots":\{"([^"]+)"', page).group(1)
+    assert client.get(f"/bokeh/doc/quarterly/{root_id}", headers=bearer("alice", key)).status_code == 200
+    assert client.get("/bokeh/doc/quarterly/nope", headers=bearer("alice", key)).status_code == 404
+
+
+def test_forms_need_the_xsrf_token(site):
+    app, _ = site
+    client = app.test_client()
+    register(client)
+    form = client.get("/bokeh/login").data.decode()
+    token = re.search(r'name="_xsrf" value="([^"]+)"', form).group(1)
+    without = client.post("/bokeh/login", data={"username": "alice", "password": "correct horse"})
+    assert without.status_code == 403
+    logged_in = client.post("/bokeh/login", data={"username": "alice", "password": "correct horse", "_xsrf": token})
+    assert logged_in.status_code == 302
+    cookie = client.get_cookie("bokeh_flask_login", path="/bokeh")
+    assert cookie is not None and cookie.http_only
+    assert client.get("/bokeh/api/whoami").json["username"] == "alice"
+    assert client.post("/bokeh/logout").status_code == 403  # no token: still logged in
+    assert client.get("/bokeh/api/whoami").json["username"] == "alice"
+    assert client.post("/bokeh/logout", data={"_xsrf": token}).status_code == 302
+    assert client.get("/bokeh/api/whoami").json["username"] is None
+
+
+def test_a_site_login_stands_in():
+    from bokeh_flask import BokehFlask
+    from flask import Flask, session
+
+    app = Flask(__name__)
+    app.secret_key = "test"
+    BokehFlask(None, app=app, publishing=True, backend="memory", multi_user=True,
+               publishing_user=lambda: session.get("user"))
+
+    @app.route("/signin/<name>")
+    def signin(name):
+        session["user"] = name
+        return "ok"
+
+    client = app.test_client()
+    assert client.get("/bokeh/api/whoami").json["username"] is None
+    client.get("/signin/carol")
+    assert client.get("/bokeh/api/whoami").json["username"] == "carol"
+    refused = client.post("/bokeh/api/login", json={"username": "carol", "password": "whatever1"})
+    assert refused.status_code == 403 and "site" in refused.json["error"]
