@@ -266,7 +266,7 @@ def serve_processes(options: argparse.Namespace, app_args: list[str] | None) -> 
         settings = {k: v for k, v in _settings_from_options(options).items() if v is not None}
         settings.setdefault("allow_same_origin", False)
         resolved = ServerSettings.resolve(settings)  # fail here, once, rather than in every worker
-        routes = sorted(build_applications(files or None, app_args))
+        routes = sorted(build_applications(_apps_to_serve(files, settings), app_args))
         if resolved.publishing and resolved.backend == "memory":
             raise ConfigError("--backend memory keeps documents inside one process; with --num-procs use "
                               "--backend shelve (a file) or --backend redis")
@@ -292,7 +292,8 @@ def serve_processes(options: argparse.Namespace, app_args: list[str] | None) -> 
 
     level = "critical" if options.log_level == "None" else ("debug" if options.log_level == "trace"
                                                              else options.log_level)
-    BokehGunicorn(files or None, settings, app_args, worker_count(options.num_procs), level, announce).run()
+    BokehGunicorn(_apps_to_serve(files, settings), settings, app_args, worker_count(options.num_procs), level,
+                  announce).run()
 
 
 def _checked_files(options: argparse.Namespace) -> list[str]:
@@ -309,7 +310,15 @@ def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.A
     from .server import Server  # after patching (module docstring)
 
     files = _checked_files(options)
-    return Server.from_settings(files or None, argv=app_args, **_settings_from_options(options))
+    settings = _settings_from_options(options)
+    return Server.from_settings(_apps_to_serve(files, settings), argv=app_args, **settings)
+
+
+def _apps_to_serve(files: list[str], settings: t.Mapping[str, t.Any]) -> t.Any:
+    """The files given; without any, bokeh's empty app, or none at all on a publishing server."""
+    if files:
+        return files
+    return {} if settings.get("publishing") else None
 
 
 def _settings_from_options(options: argparse.Namespace) -> dict[str, t.Any]:
