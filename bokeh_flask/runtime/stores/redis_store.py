@@ -51,6 +51,8 @@ class RedisStore:
         return self._call(lambda: _document(docid, self._redis.hgetall(_key(docid))))
 
     def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
+        """See :meth:`~bokeh_flask.core.store.DocumentStore.put`; ``change`` is not kept (the Redis feed
+        publishes it)."""
         check_docid(document.docid)
         key = _key(document.docid)
 
