@@ -9,8 +9,9 @@ lands whole or not at all, and a conflicting one is refused. Documents survive a
 restart. Each write also records the change that made it (table ``changes``, the last
 :data:`KEPT_CHANGES` of each document, written in the same transaction), so a process
 serving the document live reads what other processes changed (:meth:`FileStore.versions`,
-:meth:`FileStore.changes_since`) instead of reloading it whole. SQLite blocks while it waits for another writer's lock, which is short: every
-call opens, commits and closes within the call.
+:meth:`FileStore.changes_since`) instead of reloading it whole. SQLite blocks while it
+waits for another writer's lock, which is short: every call opens, commits and closes
+within the call.
 """
 from __future__ import annotations
 
