@@ -35,7 +35,7 @@ class RedisChild:
 
     def __init__(self, port: int, directory: str | os.PathLike[str], executable: str | None = None) -> None:
         self.port = int(port)
-        self.directory = Path(directory) / "redis"
+        self.directory = Path(directory).absolute() / "redis"  # absolute: redis-server changes into --dir first
         #: the redis-server to run; ``None``: the one on ``PATH``
         self.executable = executable if executable is not None else shutil.which("redis-server")
         self._proc: subprocess.Popen[bytes] | None = None
