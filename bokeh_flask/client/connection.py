@@ -62,7 +62,7 @@ def compact_events(events: t.Sequence[DocumentPatchedEvent]) -> list[DocumentPat
     event holds): replayed in order, the streamed rows would arrive twice. So where a
     property was replaced whole (``ModelChanged`` or ``ColumnDataChanged``), all its
     events of the batch become one ``ModelChanged`` with its value now, in the place of
-    its last event. Events of models no longer in the document are dropped.
+    its last event. Property changes of models no longer in the document are dropped.
     """
     document = events[0].document if events else None
     replaced = {(id(e.model), e.attr) for e in events if isinstance(e, (ModelChangedEvent, ColumnDataChangedEvent))}
@@ -73,10 +73,10 @@ def compact_events(events: t.Sequence[DocumentPatchedEvent]) -> list[DocumentPat
             last[key] = i
     kept: list[DocumentPatchedEvent] = []
     for i, event in enumerate(events):
-        model = getattr(event, "model", None)
-        if model is not None and document is not None and document.models.get_by_id(model.id) is None:
-            continue
         key = _property_key(event)
+        model = getattr(event, "model", None)
+        if key is not None and document is not None and document.models.get_by_id(model.id) is None:
+            continue  # a property change of a model gone from the document (a removed root is kept)
         if key in replaced:
             if last[key] == i:
                 kept.append(ModelChangedEvent(event.document, model, key[1], getattr(model, key[1])))

@@ -30,7 +30,7 @@ from simple_websocket import Client
 
 from ..core.errors import StoreError
 from ..core.store import check_docid
-from . import keys as keyfile
+from .keys import load_key, normalize_root_url, remove_key, save_key
 from .api import LOGIN_HINT, api_call, unreachable_message
 from .connection import DocumentConnection
 from .errors import PublishError
@@ -63,13 +63,13 @@ class Session:
     def __init__(self, root_url: str = "http://localhost:5006/", *, username: str | None = None,
                  api_key: str | None = None, keys_dir: str | os.PathLike[str] | None = None,
                  timeout: float = 10) -> None:
-        self.root_url = keyfile.normalize_root_url(root_url)
+        self.root_url = normalize_root_url(root_url)
         self.keys_dir = keys_dir
         self.timeout = timeout
         self._username = username
         self._api_key = api_key
         if api_key is None:
-            saved = keyfile.load_key(self.root_url, keys_dir)
+            saved = load_key(self.root_url, keys_dir)
             if saved is not None and (username is None or username == saved[0]):
                 self._username, self._api_key = saved
         self._docid: str | None = None
@@ -115,7 +115,7 @@ class Session:
             raise PublishError(None, f"The server's answer to {action} has no username and api_key: is "
                                      f"{self.root_url} a bokeh-flask server with publishing on?")
         self._username, self._api_key = name, key
-        keyfile.save_key(self.root_url, name, key, self.keys_dir)
+        save_key(self.root_url, name, key, self.keys_dir)
         self._reconnect_later()
         return name
 
@@ -125,9 +125,9 @@ class Session:
             if self.authorization:
                 self._api("POST", "bokeh/api/logout", body={})
         finally:
-            saved = keyfile.load_key(self.root_url, self.keys_dir)
+            saved = load_key(self.root_url, self.keys_dir)
             if saved is not None and saved[0] == self._username:
-                keyfile.remove_key(self.root_url, self.keys_dir)
+                remove_key(self.root_url, self.keys_dir)
             self._username = self._api_key = None
             self._reconnect_later()
 
