@@ -256,6 +256,7 @@ class FakeServerSocket:
         self.messages: list = []        # the messages they made, as the server assembles them
         self.incoming: queue.Queue = queue.Queue()
         self.stored = Document()        # the server's copy
+        self.info_requests = 0
         self._receiver = Receiver(Protocol())
         self.deliver(Protocol().create("ACK"))
 
@@ -269,8 +270,13 @@ class FakeServerSocket:
         message = consume(self._receiver, data)
         if message is None:
             return
-        self.messages.append(message)
         msgtype = message.header["msgtype"]
+        if msgtype == "SERVER-INFO-REQ":  # sent once after connecting; kept apart from the frames tests read
+            self.info_requests += 1
+            self.sent.clear()
+            self.deliver(Protocol().create("SERVER-INFO-REPLY", message.header["msgid"]))
+            return
+        self.messages.append(message)
         if msgtype == "PUSH-DOC":
             message.push_to_document(self.stored)
         elif msgtype == "PATCH-DOC":
@@ -319,6 +325,7 @@ def test_push_writes_bokehs_frames_with_the_array_as_a_binary_buffer(sockets, tm
     with Session("http://h:5006/dash/", username="alice", api_key="K", keys_dir=tmp_path) as session:
         session.use_doc("sales").push(document)
         [ws] = sockets
+        assert ws.info_requests == 1
         assert ws.url == "ws://h:5006/dash/bokeh/doc/sales/ws"
         assert ws.subprotocols[0] == "bokeh" and len(ws.subprotocols) == 2
         assert ws.headers == {"Authorization": "Bearer alice:K"}

@@ -123,6 +123,14 @@ class DocumentConnection:
         return self._closed is not None
 
     def wait_for_ack(self) -> None:
+        """Wait for the server's ACK, which opens the connection.
+
+        simple-websocket 1.1's ``Client`` takes only the first event of the data that came
+        with the handshake's answer: an ACK sent in the same packet as the ``101`` stays
+        inside wsproto until more data arrives. A SERVER-INFO-REQ makes the server send
+        more (its reply is dropped), so the ACK comes out whichever way the packets fell.
+        """
+        self.send(self._protocol.create("SERVER-INFO-REQ"))
         with self._condition:
             if not self._condition.wait_for(lambda: self._acked or self._closed is not None, self.timeout):
                 raise PublishError(None, f"The server sent no ACK on {self.url} within {self.timeout} s")
