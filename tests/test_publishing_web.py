@@ -174,3 +174,18 @@ def test_a_site_login_stands_in():
     assert client.get("/bokeh/api/whoami").json["username"] == "carol"
     refused = client.post("/bokeh/api/login", json={"username": "carol", "password": "whatever1"})
     assert refused.status_code == 403 and "site" in refused.json["error"]
+
+
+def test_another_sites_form_cannot_publish():
+    """A cross-site form post (no JSON, no key, no XSRF token) is refused; the client's JSON call is not."""
+    from bokeh_flask.core.store import StoredDocument as Stored
+
+    app = create_app(None, publishing=True, backend="memory")
+    store = app.extensions["bokeh"]["bokeh"].publications.store
+    store.put(Stored("quarterly", "defaultuser", doc_json()), based_on=0)
+    client = app.test_client()
+    forged = client.post("/bokeh/api/doc/quarterly/publish", data={"x": "1"})
+    assert forged.status_code == 403 and "XSRF" in forged.json["error"]
+    assert client.delete("/bokeh/api/doc/quarterly").status_code == 403
+    assert store.get("quarterly").public is False
+    assert client.post("/bokeh/api/doc/quarterly/publish", json={}).json["public"] is True

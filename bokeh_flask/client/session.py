@@ -219,7 +219,7 @@ class Session:
         """Delete the current document from the server."""
         docid = self._require_docid()
         self._close_connection()
-        self._api("DELETE", f"bokeh/api/doc/{quote(docid)}")
+        self._api("DELETE", f"bokeh/api/doc/{quote(docid)}", body={})  # JSON: the server's cross-site check
 
     def info(self, docid: str | None = None) -> dict[str, t.Any]:
         """``{"docid", "owner", "title", "public", "version", "doc_url", "public_url"}`` of a document."""

@@ -284,6 +284,8 @@ def serve_processes(options: argparse.Namespace, app_args: list[str] | None) -> 
         log.info("Starting bokeh-flask server with %d gunicorn gevent workers", worker_count(options.num_procs))
         for route in routes:
             log.info("Bokeh app running at: %s%s%s", where, settings.get("prefix") or "", route)
+        if resolved.publishing:
+            log.info("Publishing at: %s%s/bokeh/", where, resolved.prefix)
         if options.show and not options.unix_socket:
             from bokeh.util.browser import view  # webbrowser, only for --show
 
@@ -422,4 +424,6 @@ def _announce(server: t.Any, log: t.Any) -> None:
     for route in server.app_paths:
         url = f"{scheme}://{host}:{server.port}{server.prefix}{route if route != '/' else '/'}"
         log.info("Bokeh app running at: %s", url)
+    if server.settings.publishing:
+        log.info("Publishing at: %s://%s:%d%s/bokeh/", scheme, host, server.port, server.prefix)
     log.info("Starting Bokeh server with process id: %d", os.getpid())

@@ -34,9 +34,15 @@ LIMITER = LoginLimiter()
 
 # -- helpers -------------------------------------------------------------------
 
-def check_form_xsrf() -> None:
-    """Unsafe requests that rely on the cookie must echo the ``_xsrf`` token (whatever ``--enable-xsrf-cookies`` says)."""
+def check_form_xsrf(api: bool = False) -> None:
+    """Unsafe requests must show they come from this site or a script (whatever ``--enable-xsrf-cookies`` says).
+
+    A form echoes the ``_xsrf`` cookie's token. An API call may instead carry an API key, or be a
+    JSON request: another site's page can send neither without a CORS preflight, which is not answered.
+    """
     if bearer_credentials() is not None and not authenticated_by_cookie():
+        return
+    if api and request.mimetype == "application/json":
         return
     sent = request.form.get(FIELD_NAME) or next((request.headers[h] for h in HEADERS if h in request.headers), None)
     if not request_passes(xsrf_secret(), request.method, request.cookies.get(COOKIE_NAME), sent):
@@ -136,7 +142,7 @@ def api_login() -> Response:
 @json_errors
 @store_errors
 def api_logout() -> Response:
-    check_form_xsrf()
+    check_form_xsrf(api=True)
     log_out()
     response = jsonify({})
     clear_login_cookie(response)
@@ -164,7 +170,7 @@ def api_docs() -> Response:
 @store_errors
 def api_doc(docid: str) -> Response:
     if request.method == "DELETE":
-        check_form_xsrf()
+        check_form_xsrf(api=True)
         access = document_access(docid, public=False)
         if not access.writer:
             abort(403, f"Only the owner may delete {docid!r}")
@@ -176,7 +182,7 @@ def api_doc(docid: str) -> Response:
 
 
 def _set_public(docid: str, public: bool) -> Response:
-    check_form_xsrf()
+    check_form_xsrf(api=True)
     access = document_access(docid, public=False)
     if not access.writer:
         abort(403, f"Only the owner may publish or unpublish {docid!r}")
