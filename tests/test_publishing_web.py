@@ -189,3 +189,23 @@ def test_another_sites_form_cannot_publish():
     assert client.delete("/bokeh/api/doc/quarterly").status_code == 403
     assert store.get("quarterly").public is False
     assert client.post("/bokeh/api/doc/quarterly/publish", json={}).json["public"] is True
+
+
+def test_settings_from_flask_config_and_the_environment(tmp_path):
+    from flask import Flask
+
+    from bokeh_flask import BokehFlask, create_app_from_env
+
+    app = Flask(__name__)
+    app.config.update(BOKEH_PUBLISHING=True, BOKEH_BACKEND="shelve", BOKEH_DATA_DIRECTORY=str(tmp_path / "cfg"),
+                      BOKEH_MULTI_USER=True)
+    BokehFlask(None, app=app)
+    state = app.extensions["bokeh"]["bokeh"]
+    assert state.settings.multi_user and state.publications is not None
+    assert (tmp_path / "cfg" / "documents.sqlite3").exists()
+    assert app.test_client().get("/bokeh/api/whoami").json == {"username": None, "multi_user": True}
+
+    env = {"BOKEH_FLASK_PUBLISHING": "yes", "BOKEH_FLASK_BACKEND": "memory", "BOKEH_FLASK_MULTI_USER": "no"}
+    served = create_app_from_env(env)
+    assert served.test_client().get("/bokeh/api/whoami").json["username"] == "defaultuser"
+    assert served.test_client().get("/").headers["Location"].endswith("/bokeh/")  # no apps: / is the index
