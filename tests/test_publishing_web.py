@@ -174,6 +174,40 @@ def test_a_site_login_stands_in():
     assert client.get("/bokeh/api/whoami").json["username"] == "carol"
     refused = client.post("/bokeh/api/login", json={"username": "carol", "password": "whatever1"})
     assert refused.status_code == 403 and "site" in refused.json["error"]
+    # carol makes a key for her scripts on the index page; a script then needs no site session
+    index = client.get("/bokeh/").data.decode()
+    token = re.search(r'name="_xsrf" value="([^"]+)"', index).group(1)
+    assert client.post("/bokeh/keys").status_code == 403  # the form's XSRF token is required
+    shown = client.post("/bokeh/keys", data={"_xsrf": token}).data.decode()
+    key = re.search(r'<code id="api-key">([^<]+)</code>', shown).group(1)
+    script = app.test_client()
+    assert script.get("/bokeh/api/whoami", headers=bearer("carol", key)).json["username"] == "carol"
+    store = app.extensions["bokeh"]["bokeh"].publications.store
+    assert store.get_user("carol").password_hash == "!"  # no password: the site's login is hers
+
+
+def test_authorize_stands_in_and_scripts_pass_the_guard_with_a_key():
+    from bokeh_flask import BokehFlask
+    from flask import Flask, session
+
+    app = Flask(__name__)
+    app.secret_key = "test"
+    BokehFlask(None, app=app, publishing=True, backend="memory", multi_user=True,
+               authorize=lambda: session.get("user"), login_url="/signin")
+
+    @app.route("/signin/<name>")
+    def signin(name):
+        session["user"] = name
+        return "ok"
+
+    browser = app.test_client()
+    assert browser.get("/bokeh/").status_code == 302  # the site's login page first
+    browser.get("/signin/dave")
+    assert browser.get("/bokeh/api/whoami").json["username"] == "dave"
+    key = browser.post("/bokeh/api/keys", json={}).json["api_key"]
+    script = app.test_client()
+    assert script.get("/bokeh/api/whoami", headers=bearer("dave", key)).json["username"] == "dave"
+    assert script.get("/bokeh/api/whoami", headers=bearer("dave", "forged")).json["username"] is None
 
 
 def test_another_sites_form_cannot_publish():

@@ -18,10 +18,10 @@ from ..core.errors import StoreConflict, StoreError
 from ..core.ratelimit import LoginLimiter
 from ..core.store import StoredDocument
 from ..core.users import DEFAULT_USER
-from .accounts import issue_api_key, new_user, password_matches, revoke_api_key
+from .accounts import issue_api_key, new_user, password_matches, revoke_api_key, site_user_record
 from .current import base_url, current_state
-from .identity import (authenticated_by_cookie, bearer_credentials, clear_login_cookie, publishing_user,
-                       set_login_cookie, split_credentials, LOGIN_COOKIE)
+from .identity import (LOGIN_COOKIE, authenticated_by_cookie, bearer_credentials, clear_login_cookie,
+                       publishing_user, set_login_cookie, site_login_in_use, split_credentials)
 from .published import document_access, json_errors, publications, store_errors
 from .requests import client_address
 from .xsrf import COOKIE_NAME, FIELD_NAME, HEADERS, request_passes, xsrf_secret
@@ -80,8 +80,9 @@ def multi_user_store() -> t.Any:
     if not state.settings.multi_user:
         abort(403, f"This server is in single-user mode: everyone is {DEFAULT_USER!r}. Start it with --multi-user "
                    "to have users")
-    if state.publications_user_loader is not None:
-        abort(403, "This site's own login is used here: log in to the site")
+    if site_login_in_use(state):
+        abort(403, "This site's own login is used here: log in to the site (scripts use an API key made on "
+                   "the /bokeh/ page)")
     return store
 
 
@@ -207,6 +208,29 @@ def api_unpublish(docid: str) -> Response:
     return _set_public(docid, False)
 
 
+@json_errors
+@store_errors
+def api_new_key() -> Response:
+    """``POST /bokeh/api/keys``: a new API key for the user this request is (shown once)."""
+    check_form_xsrf(api=True)
+    return jsonify({"username": require_user(), "api_key": new_key_for_current_user()})
+
+
+def new_key_for_current_user() -> str:
+    """A key for the logged-in user; a site login's user gets a record of their own first (no password)."""
+    state = current_state()
+    if not state.settings.multi_user:
+        abort(403, f"This server is in single-user mode: everyone is {DEFAULT_USER!r} and needs no key")
+    store = publications(state).store
+    name = require_user()
+    if store.get_user(name) is None:
+        try:
+            store.add_user(site_user_record(name))
+        except StoreConflict:
+            pass  # made meanwhile by another request
+    return issue_api_key(store, name)
+
+
 # -- pages -----------------------------------------------------------------------------
 
 @store_errors
@@ -219,7 +243,7 @@ def index() -> str:
     public = [doc_info(d) for d in store.list(public=True)]
     return render_template("bokeh_flask/publishing_index.html", user=user, mine=mine, public=public,
                            prefix=base_url(state), multi_user=state.settings.multi_user,
-                           site_login=state.publications_user_loader is not None,
+                           site_login=site_login_in_use(state),
                            registration=state.settings.open_registration)
 
 
@@ -256,6 +280,16 @@ def _account_form(kind: str) -> t.Any:
     html = render_template("bokeh_flask/publishing_account.html", kind=kind, error=error, prefix=base_url(state),
                            registration=state.settings.open_registration)
     return html, status
+
+
+@store_errors
+def new_key_page() -> t.Any:
+    """``POST /bokeh/keys`` (the index page's button): a new API key, shown once."""
+    check_form_xsrf()
+    state = current_state()
+    key = new_key_for_current_user()
+    return render_template("bokeh_flask/publishing_key.html", user=publishing_user(), key=key,
+                           prefix=base_url(state), root=request.host_url.rstrip("/") + base_url(state) + "/")
 
 
 @store_errors
