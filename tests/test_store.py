@@ -297,3 +297,37 @@ def test_bad_user_names_are_refused(store, name):
     with pytest.raises(StoreError, match="User names are"):
         store.add_user(user(name))
     assert store.list_users() == []
+
+
+def test_failed_logins_are_shared_through_the_store(store, tmp_path):
+    """The file store and Redis keep failures for every process; the limiter counts them there."""
+    from bokeh_flask.core.ratelimit import LoginLimiter, MemoryFailureLog, failure_log_of
+
+    log = failure_log_of(store)
+    if isinstance(store, MemoryStore):
+        assert isinstance(log, MemoryFailureLog)  # one process: memory is the place
+        return
+    assert log is store
+    now = [1000.0]
+    limiter = LoginLimiter(log, max_failures=3, window_seconds=60, clock=lambda: now[0])
+    other_process = LoginLimiter(failure_log_of(type(store)(*_same_place(store))), max_failures=3,
+                                 window_seconds=60, clock=lambda: now[0])
+    limiter.failed("user:alice")
+    other_process.failed("user:alice")
+    assert limiter.retry_after("user:alice") == 0
+    now[0] += 10
+    other_process.failed("user:alice", "address:1.2.3.4")
+    assert limiter.retry_after("user:alice") == pytest.approx(50.0)  # the first failure leaves the window then
+    assert limiter.retry_after("address:1.2.3.4") == 0
+    now[0] += 51
+    assert limiter.retry_after("user:alice") == 0
+    other_process.failed("user:alice")
+    other_process.failed("user:alice")
+    assert limiter.retry_after("user:alice") > 0
+    limiter.succeeded("user:alice")
+    assert other_process.retry_after("user:alice") == 0
+
+
+def _same_place(store):
+    """What opens another handle on the same store (another process would do the same)."""
+    return (store.directory,) if hasattr(store, "directory") else (store.url,)

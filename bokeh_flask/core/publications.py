@@ -26,6 +26,7 @@ from bokeh.core.serialization import Buffer, Serialized
 from bokeh.document import Document
 
 from .errors import StoreConflict, StoreError
+from .ratelimit import LoginLimiter, failure_log_of
 from .scheduling import Scheduler
 from .sessions import ServerSession, Subscriber
 from .store import DocumentChange, DocumentStore, StoredDocument
@@ -226,6 +227,8 @@ class Publications:
         self.store = store
         self.feed = feed
         self.origin = origin or uuid.uuid4().hex
+        #: failed logins, counted in the store when it can share them between processes and hosts
+        self.login_limiter = LoginLimiter(failure_log_of(store))
         self._scheduler = scheduler
         self._live: dict[str, PublishedSession] = {}
         self._lock = scheduler.lock()

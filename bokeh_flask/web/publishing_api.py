@@ -15,7 +15,6 @@ from flask import Response, abort, jsonify, redirect, render_template, request
 from werkzeug.exceptions import TooManyRequests
 
 from ..core.errors import StoreConflict, StoreError
-from ..core.ratelimit import LoginLimiter
 from ..core.store import StoredDocument
 from ..core.users import DEFAULT_USER
 from .accounts import issue_api_key, new_user, password_matches, revoke_api_key, site_user_record
@@ -27,9 +26,6 @@ from .requests import client_address
 from .xsrf import COOKIE_NAME, FIELD_NAME, HEADERS, request_passes, xsrf_secret
 
 log = logging.getLogger(__name__)
-
-#: failed logins per name and per address, in this process
-LIMITER = LoginLimiter()
 
 
 # -- helpers -------------------------------------------------------------------
@@ -89,16 +85,17 @@ def multi_user_store() -> t.Any:
 def log_in(name: str, password: str) -> str:
     """A new API key for ``name`` if the password is right; 401, or 429 when too many attempts failed."""
     store = multi_user_store()
+    limiter = publications(current_state()).login_limiter
     keys = (f"user:{name}", f"address:{client_address(request) or '?'}")
-    wait = LIMITER.retry_after(*keys)
+    wait = limiter.retry_after(*keys)
     if wait > 0:
         log.warning("Refused a login as %r: too many failures", name[:64])
         raise TooManyRequests(f"Too many failed logins: try again in {math.ceil(wait)} s",
                               response=Response(status=429, headers={"Retry-After": str(math.ceil(wait))}))
     if not password_matches(store.get_user(name), password):
-        LIMITER.failed(*keys)
+        limiter.failed(*keys)
         abort(401, "Wrong user name or password")
-    LIMITER.succeeded(keys[0])
+    limiter.succeeded(keys[0])
     return issue_api_key(store, name)
 
 

@@ -89,7 +89,38 @@ class _UsersMixin:
             db.close()
 
 
-class FileStore(_UsersMixin):
+class _FailuresMixin:
+    """Failed logins (the ``login_failures`` table), shared by every process using the file."""
+
+    _connect: t.Callable[[], sqlite3.Connection]
+
+    def record_failure(self, key: str, at: float, window_seconds: float) -> None:
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO login_failures VALUES (?, ?)", (key, at))
+            db.execute("DELETE FROM login_failures WHERE at <= ?", (at - window_seconds,))  # everyone's old ones
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    def recent_failures(self, key: str, since: float) -> list[float]:
+        db = self._connect()
+        try:
+            return [row[0] for row in db.execute(
+                "SELECT at FROM login_failures WHERE key = ? AND at > ? ORDER BY at", (key, since))]
+        finally:
+            db.close()
+
+    def clear_failures(self, key: str) -> None:
+        db = self._connect()
+        try:
+            db.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+        finally:
+            db.close()
+
+
+class FileStore(_UsersMixin, _FailuresMixin):
     """A :class:`~bokeh_flask.core.store.DocumentStore` (and user store) in one SQLite file, shared by processes."""
 
     def __init__(self, directory: str | os.PathLike[str],
@@ -109,6 +140,8 @@ class FileStore(_UsersMixin):
                        "version INTEGER NOT NULL, updated REAL NOT NULL)")
             db.execute("CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, "
                        "api_key_hashes TEXT NOT NULL, created REAL NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS login_failures (key TEXT NOT NULL, at REAL NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key, at)")
             # change is NULL for a write whose change was not given: readers reload at that version
             db.execute("CREATE TABLE IF NOT EXISTS changes (docid TEXT NOT NULL, version INTEGER NOT NULL, "
                        "change TEXT, PRIMARY KEY (docid, version))")
