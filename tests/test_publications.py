@@ -228,3 +228,34 @@ def test_bad_names_are_refused(world):
     _, store, _, _ = world
     with pytest.raises(StoreError, match="Document names"):
         store.put(__import__("bokeh_flask.core.store", fromlist=["StoredDocument"]).StoredDocument("../x", "a", "{}"), 0)
+
+
+def test_unpublishing_closes_public_viewers_here_and_in_other_processes(world):
+    clock, store, workers, feeds = world
+    session_a, owner, owner_transport, document = push(workers)
+    workers[0].published_changed(store.set_public("quarterly", True))
+    session_b = workers[1].live("quarterly", store.get("quarterly"))
+    assert session_b.public and session_b.version == 2
+    viewer_a, transport_a = connect(session_a, None)
+    viewer_b, transport_b = connect(session_b, None)
+    stored = store.set_public("quarterly", False)
+    assert stored.version == 3 and stored.doc_json == store.get("quarterly").doc_json
+    workers[0].published_changed(stored)
+    clock.advance(0)
+    assert transport_a.closed[0] == 1008 and session_a.connection_count == 1  # the owner stays
+    assert transport_b.closed is None
+    workers[1].deliver(feeds[0].sent[-1])
+    clock.advance(0)
+    assert transport_b.closed[0] == 1008 and session_b.version == 3 and not session_b.public
+    send(owner, slider_patch(document, 8.0))  # the owner writes on at the next version, no reload
+    assert store.get("quarterly").version == 4 and owner_transport.types()[-1] == "OK"
+
+
+def test_a_page_view_catches_up_with_a_store_that_is_ahead(world):
+    clock, store, workers, feeds = world
+    session_a, owner, _, document = push(workers)
+    session_b = workers[1].live("quarterly", store.get("quarterly"))
+    send(owner, slider_patch(document, 9.0))  # b never hears of it (a lost message)
+    again = workers[1].live("quarterly", store.get("quarterly"))
+    assert again is session_b and session_b.version == 2
+    assert session_b.document.get_model_by_name("slider").value == 9.0

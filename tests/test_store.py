@@ -79,10 +79,12 @@ def test_publishing_listing_and_deleting(store):
     store.put(doc("a", "alice"), based_on=0)
     store.put(doc("b", "alice"), based_on=0)
     store.put(doc("c", "bob"), based_on=0)
-    assert store.set_public("b", True).public is True
+    published = store.set_public("b", True)
+    assert published.public is True and published.version == 2  # a version of its own: every process hears of it
+    assert published.doc_json == store.get("a").doc_json  # the document itself is unchanged
     assert [d.docid for d in store.list(owner="alice")] == ["a", "b"]
     assert [d.docid for d in store.list(public=True)] == ["b"]
-    assert store.put(doc("b", "alice"), based_on=1).public is True  # a new version stays published
+    assert store.put(doc("b", "alice"), based_on=2).public is True  # a new version stays published
     assert store.delete("a") is True and store.delete("a") is False
     assert [d.docid for d in store.list()] == ["b", "c"]
     with pytest.raises(StoreError, match="No document 'zz'"):
@@ -331,3 +333,13 @@ def test_failed_logins_are_shared_through_the_store(store, tmp_path):
 def _same_place(store):
     """What opens another handle on the same store (another process would do the same)."""
     return (store.directory,) if hasattr(store, "directory") else (store.url,)
+
+
+def test_publishing_is_recorded_as_a_change_the_other_processes_read(tmp_path):
+    from bokeh_flask.core.store import published_flag
+
+    store = FileStore(tmp_path / "data")
+    store.put(doc(), based_on=0, change=change(1))
+    store.set_public("quarterly", True)
+    changes = FileStore(tmp_path / "data").changes_since("quarterly", 1)  # what another process's poll reads
+    assert [(c.version, published_flag(c.change)) for c in changes] == [(2, True)]

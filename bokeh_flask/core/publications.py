@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import typing as t
 import uuid
 import weakref
@@ -29,7 +30,7 @@ from .errors import StoreConflict, StoreError
 from .ratelimit import LoginLimiter, failure_log_of
 from .scheduling import Scheduler
 from .sessions import ServerSession, Subscriber
-from .store import DocumentChange, DocumentStore, StoredDocument
+from .store import DocumentChange, DocumentStore, StoredDocument, publish_change, published_flag
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 ACCESS_KEY = "bokeh_flask_access"
 #: times a write retries after another process stored a newer version first
 WRITE_RETRIES = 3
+#: the close code for viewers of a document that is no longer published (RFC 6455 policy violation)
+POLICY_VIOLATION = 1008
 
 
 class ReadOnly(Exception):
@@ -187,7 +190,12 @@ class PublishedSession(ServerSession):
 
     def apply_remote(self, change: DocumentChange) -> None:
         """A change another process stored: apply it if it is the next one, else reload from the store."""
-        if change.change is not None and change.version == self.version + 1:
+        flag = published_flag(change.change)
+        if flag is not None and change.version == self.version + 1:
+            self.version = change.version
+            self.set_public(flag)
+            return
+        if flag is None and change.change is not None and change.version == self.version + 1:
             try:
                 patch = decode_change(change.change)
                 self.document.apply_json_patch(patch, setter=None)
@@ -204,18 +212,37 @@ class PublishedSession(ServerSession):
                 return
         if change.change is not None and change.version <= self.version:
             return  # seen already
-        stored = self._publications.store.get(self.docid)
+        self.catch_up(self._publications.store.get(self.docid))
+
+    def catch_up(self, stored: StoredDocument | None) -> None:
+        """Bring the live copy to what the store holds (call it under the document lock)."""
         if stored is None:
             log.info("Document %s was deleted; its viewers keep what they have", self.docid)
             self.version = 0
+            self.set_public(False)
             return
         if stored.version != self.version:
             self._reload(stored)
+        self.set_public(stored.public)
+
+    def set_public(self, public: bool) -> None:
+        """Follow the published flag; once it is off, the read-only viewers' connections close."""
+        self.public = public
+        if public:
+            return
+        viewers = [c for c in list(self._subscribers) if c not in self._writers]
+        for connection in viewers:
+            close = getattr(connection, "close", None)
+            if close is not None:
+                close(POLICY_VIOLATION, "the document is no longer published")
+        if viewers:
+            log.info("Closed %d public viewer(s) of %s in process %d: it is no longer published", len(viewers),
+                     self.docid, os.getpid())
 
     def _reload(self, stored: StoredDocument) -> None:
         """Show ``stored`` in place of the live document (its viewers get the new roots)."""
         self.document.replace_with_json(json.loads(stored.doc_json))
-        self.version, self.public, self._stored_json = stored.version, stored.public, stored.doc_json
+        self.version, self._stored_json = stored.version, stored.doc_json
         self._shadow = None
 
 
@@ -247,7 +274,19 @@ class Publications:
                 session = PublishedSession(docid, document, self._scheduler, self, stored)
                 self._live[docid] = session
                 log.debug("Serving published document %s live (version %d)", docid, session.version)
-            return session
+                return session
+        if stored is not None and (stored.version > session.version or stored.public != session.public):
+            # the store is ahead (a change this process missed): catch up before showing it
+            session.with_document_locked(session.catch_up, stored)
+        return session
+
+    def published_changed(self, stored: StoredDocument) -> None:
+        """``publish`` / ``unpublish`` was stored here (as a version of its own): follow it, tell the others."""
+        change = DocumentChange(stored.docid, stored.version, publish_change(stored.public), self.origin)
+        session = self._live.get(stored.docid)
+        if session is not None and not session.destroyed:
+            session.with_document_locked(session.apply_remote, change)
+        self.announce(change)
 
     def announce(self, change: DocumentChange) -> None:
         """Tell the other processes (a failure to do so is logged: they catch up on their next read)."""

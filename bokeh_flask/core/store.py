@@ -10,6 +10,7 @@ process), the file store and the Redis store in :mod:`bokeh_flask.runtime.stores
 """
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -99,9 +100,39 @@ class ChangeLog(t.Protocol):
         one of them is not kept: the reader must load the whole document again."""
 
 
+def publish_change(public: bool) -> str:
+    """The change text of publishing (or unpublishing): a write of its own, so every process hears of it."""
+    return json.dumps({"public": bool(public)})
+
+
+def published_flag(change: str | None) -> bool | None:
+    """The flag a :func:`publish_change` sets, or None for any other change."""
+    if change is None or not change.startswith('{"public"'):
+        return None
+    value = json.loads(change).get("public")
+    return value if isinstance(value, bool) else None
+
+
+def set_public_by_writing(store: DocumentStore, docid: str, public: bool, attempts: int = 5) -> StoredDocument:
+    """Publish or unpublish as one more version of the document (what every backend's ``set_public`` does)."""
+    for attempt in range(attempts):
+        current = store.get(docid)
+        if current is None:
+            raise StoreError(f"No document {docid!r}")
+        try:
+            return store.put(current, based_on=current.version, change=publish_change(public))
+        except StoreConflict:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def next_version(current: StoredDocument | None, document: StoredDocument, based_on: int,
-                 max_bytes: int) -> StoredDocument:
-    """The document to store for a write, after every check a backend must make (the same for all)."""
+                 max_bytes: int, change: str | None = None) -> StoredDocument:
+    """The document to store for a write, after every check a backend must make (the same for all).
+
+    A write keeps the stored published flag, unless it is a :func:`publish_change`.
+    """
     check_docid(document.docid)
     if len(document.doc_json.encode("utf-8")) > max_bytes:
         raise StoreError(f"Document {document.docid!r} is {len(document.doc_json.encode('utf-8'))} bytes, over the "
@@ -113,7 +144,8 @@ def next_version(current: StoredDocument | None, document: StoredDocument, based
         raise StoreConflict(f"Document {document.docid!r} is at version {latest}, not {based_on}: pull it, then "
                             "write again")
     public = current.public if current is not None else document.public
-    return replace(document, version=latest + 1, public=public, updated=time.time())
+    flag = published_flag(change)
+    return replace(document, version=latest + 1, public=public if flag is None else flag, updated=time.time())
 
 
 class MemoryStore:
@@ -131,17 +163,13 @@ class MemoryStore:
     def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
         """See :meth:`DocumentStore.put`; ``change`` is not kept (one process has no one to tell)."""
         with self._lock:
-            stored = next_version(self._documents.get(document.docid), document, based_on, self.max_document_bytes)
+            stored = next_version(self._documents.get(document.docid), document, based_on, self.max_document_bytes,
+                                  change)
             self._documents[stored.docid] = stored
             return stored
 
     def set_public(self, docid: str, public: bool) -> StoredDocument:
-        with self._lock:
-            current = self._documents.get(docid)
-            if current is None:
-                raise StoreError(f"No document {docid!r}")
-            stored = self._documents[docid] = replace(current, public=public)
-            return stored
+        return set_public_by_writing(self, docid, public)
 
     def delete(self, docid: str) -> bool:
         with self._lock:

@@ -186,9 +186,7 @@ def _set_public(docid: str, public: bool) -> Response:
         abort(403, f"Only the owner may publish or unpublish {docid!r}")
     pubs = publications(current_state())
     stored = pubs.store.set_public(docid, public)
-    for session in pubs.sessions:
-        if session.docid == docid:
-            session.public = public
+    pubs.published_changed(stored)
     log.info("Document %s %s by %s", docid, "published" if public else "unpublished", access.user)
     return jsonify(doc_info(stored))
 

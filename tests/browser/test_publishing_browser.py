@@ -136,6 +136,10 @@ def test_a_change_through_one_worker_reaches_pages_of_the_other(serve, browser, 
             set_note(owner, doc, f"update {step}")
             for _, page, _ in viewers:
                 expect(page.locator(".note")).to_have_text(f"update {step}")
+        mark = server.mark()
+        owner.unpublish()  # every worker closes its public viewers, not only the one that stored it
+        for pid in {pid for _, _, pid in viewers}:
+            server.wait_for_output(rf"Closed \d+ public viewer\(s\) of quarterly in process {pid}\b", since=mark)
         for context, _, _ in viewers:
             context.close()
         owner.close()

@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ...core.store import (DEFAULT_MAX_DOCUMENT_BYTES, DocumentChange, StoreConflict, StoredDocument, StoreError,
-                           check_docid, next_version)
+                           check_docid, next_version, set_public_by_writing)
 from ...core.users import UserRecord, check_username
 
 FILENAME = "documents.sqlite3"
@@ -172,7 +172,8 @@ class FileStore(_UsersMixin, _FailuresMixin):
         try:
             db.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer between the check and the write
             try:
-                stored = next_version(self._row(db, document.docid), document, based_on, self.max_document_bytes)
+                stored = next_version(self._row(db, document.docid), document, based_on, self.max_document_bytes,
+                                      change)
                 db.execute(f"INSERT OR REPLACE INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (stored.docid, stored.owner, stored.doc_json, stored.title, int(stored.public),
                             stored.version, stored.updated))
@@ -191,18 +192,8 @@ class FileStore(_UsersMixin, _FailuresMixin):
             db.close()
 
     def set_public(self, docid: str, public: bool) -> StoredDocument:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            current = self._row(db, docid)
-            if current is None:
-                db.execute("ROLLBACK")
-                raise StoreError(f"No document {docid!r}")
-            db.execute("UPDATE documents SET public = ? WHERE docid = ?", (int(public), docid))
-            db.execute("COMMIT")
-            return replace(current, public=public)
-        finally:
-            db.close()
+        """One more version, recorded with its change, so the other processes' polls find it."""
+        return set_public_by_writing(self, docid, public)
 
     def delete(self, docid: str) -> bool:
         db = self._connect()

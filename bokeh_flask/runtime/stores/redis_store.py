@@ -19,7 +19,7 @@ from dataclasses import replace
 import redis
 
 from ...core.store import (DEFAULT_MAX_DOCUMENT_BYTES, StoreConflict, StoredDocument, StoreError, StoreUnavailable,
-                           check_docid, next_version)
+                           check_docid, next_version, set_public_by_writing)
 from ...core.users import UserRecord, check_username
 
 NAMESPACE = "bokeh-flask"
@@ -61,7 +61,7 @@ class RedisStore:
             with self._redis.pipeline() as pipe:
                 pipe.watch(key)
                 stored = next_version(_document(document.docid, pipe.hgetall(key)), document, based_on,
-                                      self.max_document_bytes)
+                                      self.max_document_bytes, change)
                 pipe.multi()
                 pipe.hset(key, mapping=_fields(stored))
                 pipe.sadd(_INDEX, stored.docid)
@@ -75,14 +75,7 @@ class RedisStore:
         return t.cast(StoredDocument, self._call(write))
 
     def set_public(self, docid: str, public: bool) -> StoredDocument:
-        def flip() -> StoredDocument:
-            current = _document(docid, self._redis.hgetall(_key(docid)))
-            if current is None:
-                raise StoreError(f"No document {docid!r}")
-            self._redis.hset(_key(docid), "public", int(public))
-            return replace(current, public=public)
-
-        return t.cast(StoredDocument, self._call(flip))
+        return set_public_by_writing(self, docid, public)
 
     def delete(self, docid: str) -> bool:
         return self._remove(_key(docid), _INDEX, docid)
