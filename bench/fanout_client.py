@@ -11,10 +11,11 @@ never sends anything. The owner's patches set the slider's ``value`` to
 their send time (``time.time()``); a viewer's delivery latency is the wall
 clock when the bytes were read minus that time (same machine, same clock).
 A stalled viewer (``stall``) is opened the same way with a small receive
-buffer, sends PULL-DOC-REQs for ``STALL_FILL_BYTES`` of replies (8 MiB,
-~2000 requests for the fanout document) and never reads again: the replies
+buffer, sends PULL-DOC-REQs for ``STALL_FILL_BYTES`` of replies (5 MiB,
+~1200 requests for the fanout document) and never reads again: the replies
 fill its socket and the server's kernel send buffer (which grows to 4 MiB on
-loopback) before the window starts; the parent waits for that.
+loopback; 2.2 MB were seen) before the window starts; the parent waits
+for that.
 
 Protocol with the parent (``metrics.m_fanout``), as ``loadgen.py``: prints
 ``ready {"ports": [...], "stalled_port": p}``; reads ``go T0 T1 T_END``
@@ -43,8 +44,9 @@ _TS_RE = re.compile(rb'"attr":"value","new":([0-9.eE+-]+)')
 STALL_RCVBUF = 2048   # the kernel doubles it and keeps a minimum
 #: a stalled viewer sends PULL-DOC-REQs for this many bytes of replies (at most STALL_MAX_PULLS) and
 #: never reads them: more than the kernel's buffers on both ends hold (tcp_wmem max is 4 MiB here)
-STALL_FILL_BYTES = 8 * 1024 * 1024
+STALL_FILL_BYTES = 5 * 1024 * 1024
 STALL_MAX_PULLS = 4000
+SLOW_S = 0.05         # deliveries slower than this are listed per patch (when in the window)
 
 
 class Viewer(Conn):
@@ -108,6 +110,7 @@ def main(argv: list[str]) -> int:
         v.sock.setblocking(False)
         sel.register(v.sock, selectors.EVENT_READ, v)
     lat: list[float] = []
+    slow: dict[float, float] = {}   # patch send time -> its slowest delivery, when over SLOW_S
     outside = 0
     errors: list[str] = []
     clock = time.time
@@ -157,6 +160,8 @@ def main(argv: list[str]) -> int:
                         if t0 <= ts < t1:
                             v.count += 1
                             lat.append(now - ts)
+                            if now - ts > SLOW_S:
+                                slow[ts] = max(slow.get(ts, 0.0), now - ts)
                         else:
                             outside += 1
                 elif op == 0x8:
@@ -168,7 +173,7 @@ def main(argv: list[str]) -> int:
     for v in stalled:
         unread.append(struct.unpack("i", fcntl.ioctl(v.sock, termios.FIONREAD, b"\0\0\0\0"))[0])
     print(json.dumps({"counts": [v.count for v in viewers], "lat_ms": [round(x * 1000, 3) for x in lat],
-                      "outside": outside, "closed": sum(v.closed for v in viewers), "errors": errors[:3],
+                      "outside": outside, "slow": sorted(slow.items()), "closed": sum(v.closed for v in viewers), "errors": errors[:3],
                       "cpu_s": cpu_s, "stalled_unread": unread}), flush=True)
     for v in viewers + stalled:
         v.close()

@@ -875,6 +875,14 @@ def m_fanout(run: MetricRun) -> dict[str, Any]:
                      "server send queue "
                      + (f"{sum(send_queue.values())} bytes" if send_queue else "gone (closed by the server)")
 )
+    slow: dict[float, float] = {}
+    for r in results:
+        for ts, worst in r["slow"]:
+            slow[ts] = max(slow.get(ts, 0.0), worst)
+    if slow:
+        notes.append(f"{len(slow)} patches had a delivery over 50 ms, at "
+                     + ", ".join(f"+{ts - t0:.1f}s ({worst * 1000:.0f} ms)" for ts, worst in sorted(slow.items())[:8])
+                     + (" ..." if len(slow) > 8 else ""))
     errs = [e for r in results for e in r["errors"]] + owner_errors
     if errs:
         notes.append(f"errors {len(errs)}, first {errs[0]}")
