@@ -7,7 +7,9 @@ Which apps to serve comes from the environment (see
   (default: the example apps in ``examples/``);
 * ``BOKEH_FLASK_ARGS``: what the apps see in ``sys.argv``;
 * ``BOKEH_FLASK_PREFIX``: a URL prefix;
-* ``BOKEH_ALLOW_WS_ORIGIN``: websocket origins (comma-separated ``host:port``).
+* ``BOKEH_ALLOW_WS_ORIGIN``: websocket origins (comma-separated ``host:port``);
+* ``BOKEH_FLASK_PUBLISHING=yes`` (and ``BOKEH_FLASK_BACKEND``, ``BOKEH_FLASK_REDIS_URL``,
+  ``BOKEH_FLASK_MULTI_USER`` ...): publishing, see docs/publishing.md.
 """
 import os
 

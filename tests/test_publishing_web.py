@@ -7,7 +7,6 @@ import pytest
 
 from bokeh_flask import create_app
 from bokeh_flask.core.store import StoredDocument
-from bokeh_flask.web import publishing_api
 
 
 def doc_json(title: str = "Q") -> str:
@@ -24,7 +23,6 @@ def doc_json(title: str = "Q") -> str:
 
 @pytest.fixture
 def site():
-    publishing_api.LIMITER.__init__()  # a fresh count per test
     app = create_app(None, publishing=True, backend="memory", multi_user=True)
     state = app.extensions["bokeh"]["bokeh"]
     return app, state.publications.store
@@ -94,9 +92,10 @@ def test_failed_logins_are_rate_limited(site):
     app, _ = site
     client = app.test_client()
     register(client)
+    limiter = app.extensions["bokeh"]["bokeh"].publications.login_limiter
     statuses = [client.post("/bokeh/api/login", json={"username": "alice", "password": "guess %d" % i}).status_code
-                for i in range(publishing_api.LIMITER.max_failures + 1)]
-    assert statuses == [401] * publishing_api.LIMITER.max_failures + [429]
+                for i in range(limiter.max_failures + 1)]
+    assert statuses == [401] * limiter.max_failures + [429]
     refused = client.post("/bokeh/api/login", json={"username": "alice", "password": "correct horse"})
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
 
@@ -174,3 +173,72 @@ def test_a_site_login_stands_in():
     assert client.get("/bokeh/api/whoami").json["username"] == "carol"
     refused = client.post("/bokeh/api/login", json={"username": "carol", "password": "whatever1"})
     assert refused.status_code == 403 and "site" in refused.json["error"]
+    # carol makes a key for her scripts on the index page; a script then needs no site session
+    index = client.get("/bokeh/").data.decode()
+    token = re.search(r'name="_xsrf" value="([^"]+)"', index).group(1)
+    assert client.post("/bokeh/keys").status_code == 403  # the form's XSRF token is required
+    shown = client.post("/bokeh/keys", data={"_xsrf": token}).data.decode()
+    key = re.search(r'<code id="api-key">([^<]+)</code>', shown).group(1)
+    script = app.test_client()
+    assert script.get("/bokeh/api/whoami", headers=bearer("carol", key)).json["username"] == "carol"
+    store = app.extensions["bokeh"]["bokeh"].publications.store
+    assert store.get_user("carol").password_hash == "!"  # no password: the site's login is hers
+
+
+def test_authorize_stands_in_and_scripts_pass_the_guard_with_a_key():
+    from bokeh_flask import BokehFlask
+    from flask import Flask, session
+
+    app = Flask(__name__)
+    app.secret_key = "test"
+    BokehFlask(None, app=app, publishing=True, backend="memory", multi_user=True,
+               authorize=lambda: session.get("user"), login_url="/signin")
+
+    @app.route("/signin/<name>")
+    def signin(name):
+        session["user"] = name
+        return "ok"
+
+    browser = app.test_client()
+    assert browser.get("/bokeh/").status_code == 302  # the site's login page first
+    browser.get("/signin/dave")
+    assert browser.get("/bokeh/api/whoami").json["username"] == "dave"
+    key = browser.post("/bokeh/api/keys", json={}).json["api_key"]
+    script = app.test_client()
+    assert script.get("/bokeh/api/whoami", headers=bearer("dave", key)).json["username"] == "dave"
+    assert script.get("/bokeh/api/whoami", headers=bearer("dave", "forged")).json["username"] is None
+
+
+def test_another_sites_form_cannot_publish():
+    """A cross-site form post (no JSON, no key, no XSRF token) is refused; the client's JSON call is not."""
+    from bokeh_flask.core.store import StoredDocument as Stored
+
+    app = create_app(None, publishing=True, backend="memory")
+    store = app.extensions["bokeh"]["bokeh"].publications.store
+    store.put(Stored("quarterly", "defaultuser", doc_json()), based_on=0)
+    client = app.test_client()
+    forged = client.post("/bokeh/api/doc/quarterly/publish", data={"x": "1"})
+    assert forged.status_code == 403 and "XSRF" in forged.json["error"]
+    assert client.delete("/bokeh/api/doc/quarterly").status_code == 403
+    assert store.get("quarterly").public is False
+    assert client.post("/bokeh/api/doc/quarterly/publish", json={}).json["public"] is True
+
+
+def test_settings_from_flask_config_and_the_environment(tmp_path):
+    from flask import Flask
+
+    from bokeh_flask import BokehFlask, create_app_from_env
+
+    app = Flask(__name__)
+    app.config.update(BOKEH_PUBLISHING=True, BOKEH_BACKEND="shelve", BOKEH_DATA_DIRECTORY=str(tmp_path / "cfg"),
+                      BOKEH_MULTI_USER=True)
+    BokehFlask(None, app=app)
+    state = app.extensions["bokeh"]["bokeh"]
+    assert state.settings.multi_user and state.publications is not None
+    assert (tmp_path / "cfg" / "documents.sqlite3").exists()
+    assert app.test_client().get("/bokeh/api/whoami").json == {"username": None, "multi_user": True}
+
+    env = {"BOKEH_FLASK_PUBLISHING": "yes", "BOKEH_FLASK_BACKEND": "memory", "BOKEH_FLASK_MULTI_USER": "no"}
+    served = create_app_from_env(env)
+    assert served.test_client().get("/bokeh/api/whoami").json["username"] == "defaultuser"
+    assert served.test_client().get("/").headers["Location"].endswith("/bokeh/")  # no apps: / is the index

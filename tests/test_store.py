@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sqlite3
 
 import pytest
 
-from bokeh_flask.core.store import MemoryStore, StoreConflict, StoredDocument, StoreError, StoreUnavailable
+from bokeh_flask.core.store import (DocumentChange, MemoryStore, StoreConflict, StoredDocument, StoreError,
+                                    StoreUnavailable)
 from bokeh_flask.core.users import UserRecord, api_key_hash
-from bokeh_flask.runtime.stores.files import FileStore
+from bokeh_flask.runtime.stores.files import KEPT_CHANGES, FileStore
 from tests.support.redis_server import RedisServer
 
 
@@ -91,6 +93,118 @@ def test_the_file_store_survives_a_restart(tmp_path):
     FileStore(tmp_path).put(doc(text='{"kept": 1}'), based_on=0)
     again = FileStore(tmp_path)  # a new process would open it the same way
     assert again.get("quarterly").doc_json == '{"kept": 1}' and again.get("quarterly").version == 1
+
+
+def change(n: int) -> str:
+    return json.dumps({"content": {"events": [{"kind": "ModelChanged", "new": n}]}, "buffers": []})
+
+
+def test_every_backend_takes_the_change_with_a_write(store):
+    assert store.put(doc(), based_on=0, change=None).version == 1
+    assert store.put(doc(text='{"v": 2}'), based_on=1, change=change(2)).version == 2
+    assert store.get("quarterly").doc_json == '{"v": 2}'
+
+
+@pytest.fixture(params=["memory", "file"])
+def logged_store(request, tmp_path):
+    """The stores that answer ``versions`` and ``changes_since``."""
+    if request.param == "memory":
+        return MemoryStore()
+    return FileStore(tmp_path / "data")
+
+
+def test_versions_answers_for_every_name_asked(logged_store):
+    logged_store.put(doc("a"), based_on=0)
+    logged_store.put(doc("a"), based_on=1)
+    logged_store.put(doc("b"), based_on=0)
+    assert logged_store.versions(["a", "b", "missing"]) == {"a": 2, "b": 1, "missing": 0}
+    assert logged_store.versions(iter(["b"])) == {"b": 1} and logged_store.versions([]) == {}
+    assert logged_store.changes_since("a", 2) == [] and logged_store.changes_since("missing", 0) == []
+
+
+def test_the_memory_store_keeps_no_changes():
+    store = MemoryStore()
+    store.put(doc(), based_on=0)
+    store.put(doc(), based_on=1, change=change(2))
+    assert store.changes_since("quarterly", 1) is None and store.changes_since("quarterly", 2) == []
+
+
+def test_the_file_store_records_each_change_with_its_version(tmp_path):
+    store = FileStore(tmp_path)
+    store.put(doc(), based_on=0, change=change(1))
+    store.put(doc(text='{"v": 2}'), based_on=1, change=change(2))
+    store.put(doc(text='{"v": 3}'), based_on=2, change=change(3))
+    assert store.changes_since("quarterly", 0) == [DocumentChange("quarterly", v, change(v), "") for v in (1, 2, 3)]
+    assert store.changes_since("quarterly", 2) == [DocumentChange("quarterly", 3, change(3), "")]
+    assert FileStore(tmp_path).changes_since("quarterly", 1)[0].change == change(2)  # kept in the file
+
+
+def test_a_write_without_its_change_is_a_gap_readers_must_reload_across(tmp_path):
+    store = FileStore(tmp_path)
+    store.put(doc(), based_on=0, change=change(1))
+    store.put(doc(), based_on=1)  # version 2: a PUSH-DOC, say, with no patch to replay
+    store.put(doc(), based_on=2, change=change(3))
+    assert store.changes_since("quarterly", 0) is None and store.changes_since("quarterly", 1) is None
+    assert store.changes_since("quarterly", 2) == [DocumentChange("quarterly", 3, change(3), "")]
+
+
+def test_a_deleted_document_takes_its_changes_with_it(tmp_path):
+    store = FileStore(tmp_path)
+    store.put(doc(), based_on=0, change=change(1))
+    store.put(doc(), based_on=1, change=change(2))
+    store.put(doc("other"), based_on=0, change=change(1))
+    assert store.delete("quarterly") is True
+    assert _change_rows(tmp_path, "quarterly") == [] and _change_rows(tmp_path, "other") == [1]
+    assert store.changes_since("quarterly", 2) is None  # the reader had version 2: the document is gone
+    store.put(doc(), based_on=0, change=change(1))  # a new document of the same name
+    assert store.changes_since("quarterly", 2) is None
+    assert store.changes_since("quarterly", 0) == [DocumentChange("quarterly", 1, change(1), "")]
+
+
+def test_only_the_latest_changes_are_kept(tmp_path):
+    store = FileStore(tmp_path)
+    store.put(doc("other"), based_on=0, change=change(1))
+    writes = KEPT_CHANGES + 5
+    for version in range(1, writes + 1):
+        store.put(doc(), based_on=version - 1, change=change(version))
+    assert _change_rows(tmp_path, "quarterly") == list(range(6, writes + 1))
+    assert _change_rows(tmp_path, "other") == [1]
+    assert store.changes_since("quarterly", 4) is None  # version 5 was trimmed
+    kept = store.changes_since("quarterly", 5)
+    assert [c.version for c in kept] == list(range(6, writes + 1)) and kept[-1].change == change(writes)
+
+
+def test_a_refused_write_records_no_change(tmp_path):
+    store = FileStore(tmp_path, max_document_bytes=10_000)
+    store.put(doc(), based_on=0, change=change(1))
+    with pytest.raises(StoreConflict):
+        store.put(doc(), based_on=0, change="stale")
+    with pytest.raises(StoreConflict):
+        store.put(doc(owner="mallory"), based_on=1, change="not theirs")
+    with pytest.raises(StoreError, match="over the 10000 bytes"):
+        store.put(doc(text=json.dumps({"big": "x" * 20_000})), based_on=1, change="too big")
+    assert _change_rows(tmp_path, "quarterly") == [1] and store.changes_since("quarterly", 1) == []
+
+
+def test_the_change_and_the_document_are_written_in_one_transaction(tmp_path):
+    store = FileStore(tmp_path)
+    store.put(doc(text='{"v": 1}'), based_on=0, change=change(1))
+    db = sqlite3.connect(tmp_path / "documents.sqlite3")
+    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON changes BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="disk full"):
+        store.put(doc(text='{"v": 2}'), based_on=1, change=change(2))
+    kept = store.get("quarterly")
+    assert kept.version == 1 and kept.doc_json == '{"v": 1}' and store.versions(["quarterly"]) == {"quarterly": 1}
+
+
+def _change_rows(directory, docid: str) -> list[int]:
+    db = sqlite3.connect(directory / "documents.sqlite3")
+    try:
+        return [v for (v,) in db.execute("SELECT version FROM changes WHERE docid = ? ORDER BY version", (docid,))]
+    finally:
+        db.close()
 
 
 def _open(kind: str, where: str):
@@ -183,3 +297,37 @@ def test_bad_user_names_are_refused(store, name):
     with pytest.raises(StoreError, match="User names are"):
         store.add_user(user(name))
     assert store.list_users() == []
+
+
+def test_failed_logins_are_shared_through_the_store(store, tmp_path):
+    """The file store and Redis keep failures for every process; the limiter counts them there."""
+    from bokeh_flask.core.ratelimit import LoginLimiter, MemoryFailureLog, failure_log_of
+
+    log = failure_log_of(store)
+    if isinstance(store, MemoryStore):
+        assert isinstance(log, MemoryFailureLog)  # one process: memory is the place
+        return
+    assert log is store
+    now = [1000.0]
+    limiter = LoginLimiter(log, max_failures=3, window_seconds=60, clock=lambda: now[0])
+    other_process = LoginLimiter(failure_log_of(type(store)(*_same_place(store))), max_failures=3,
+                                 window_seconds=60, clock=lambda: now[0])
+    limiter.failed("user:alice")
+    other_process.failed("user:alice")
+    assert limiter.retry_after("user:alice") == 0
+    now[0] += 10
+    other_process.failed("user:alice", "address:1.2.3.4")
+    assert limiter.retry_after("user:alice") == pytest.approx(50.0)  # the first failure leaves the window then
+    assert limiter.retry_after("address:1.2.3.4") == 0
+    now[0] += 51
+    assert limiter.retry_after("user:alice") == 0
+    other_process.failed("user:alice")
+    other_process.failed("user:alice")
+    assert limiter.retry_after("user:alice") > 0
+    limiter.succeeded("user:alice")
+    assert other_process.retry_after("user:alice") == 0
+
+
+def _same_place(store):
+    """What opens another handle on the same store (another process would do the same)."""
+    return (store.directory,) if hasattr(store, "directory") else (store.url,)

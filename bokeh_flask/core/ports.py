@@ -80,3 +80,24 @@ class Relay(t.Protocol):
 
     def relay(self, environ: Environ, pid: int, session_id: str) -> bool:
         """Pass the upgrade request to worker ``pid``; True once that worker took it."""
+
+
+if t.TYPE_CHECKING:  # kept with the class below, so edits above this line do not meet it
+    from .store import DocumentChange
+
+
+class ChangeFeed(t.Protocol):
+    """Tells the processes serving published documents live of each other's writes
+    (implementations in :mod:`bokeh_flask.runtime.feeds`)."""
+
+    def publish(self, change: DocumentChange) -> None:
+        """Announce ``change``, after it was written to the store by this process (never raises)."""
+
+    def start(self, deliver: t.Callable[[DocumentChange], None],
+              watched: t.Callable[[], t.Mapping[str, int]]) -> None:
+        """Call ``deliver`` with each change made by another process, in its own thread or greenlet;
+        ``watched()`` is ``{docid: version}`` of the documents this process serves live. A
+        change with ``change=None`` means "compare versions with the store and reload"."""
+
+    def stop(self) -> None:
+        """End the delivery loop (promptly) and let go of connections."""

@@ -26,6 +26,7 @@ from bokeh.core.serialization import Buffer, Serialized
 from bokeh.document import Document
 
 from .errors import StoreConflict, StoreError
+from .ratelimit import LoginLimiter, failure_log_of
 from .scheduling import Scheduler
 from .sessions import ServerSession, Subscriber
 from .store import DocumentChange, DocumentStore, StoredDocument
@@ -80,6 +81,19 @@ class PublishedSession(ServerSession):
         self._writers: weakref.WeakKeyDictionary[Subscriber, str] = weakref.WeakKeyDictionary()
         #: the stored document at ``version``, changed first by each write (rebuilt when in doubt)
         self._shadow: Document | None = None
+        #: the connection whose PUSH-DOC is being applied (it is not sent its own replacement)
+        self._pusher: Subscriber | None = None
+
+    def _send_patches(self, events: list[t.Any], origin: Subscriber | None) -> None:
+        pusher, self._pusher = self._pusher, None
+        if pusher is None or pusher not in self._subscribers:
+            super()._send_patches(events, origin)
+            return
+        self._subscribers.discard(pusher)
+        try:
+            super()._send_patches(events, origin)
+        finally:
+            self._subscribers.add(pusher)
 
     def allow_writes(self, connection: Subscriber, user: str) -> None:
         self._writers[connection] = user
@@ -99,11 +113,8 @@ class PublishedSession(ServerSession):
             candidate = Document.from_json(Serialized(message.content["doc"], message.buffers))
             text = document_json(candidate)
             self._store(lambda shadow: (text, candidate.title), user, change=None)
-            self._subscribers.discard(connection)  # the pusher has this document already
-            try:
-                self.document.replace_with_json(json.loads(text))
-            finally:
-                self._subscribers.add(connection)
+            self._pusher = connection  # it has this document already: the replacement goes to the others
+            self.document.replace_with_json(json.loads(text))
             self._shadow = None
             return connection.ok(message)
 
@@ -216,6 +227,8 @@ class Publications:
         self.store = store
         self.feed = feed
         self.origin = origin or uuid.uuid4().hex
+        #: failed logins, counted in the store when it can share them between processes and hosts
+        self.login_limiter = LoginLimiter(failure_log_of(store))
         self._scheduler = scheduler
         self._live: dict[str, PublishedSession] = {}
         self._lock = scheduler.lock()
@@ -230,6 +243,7 @@ class Publications:
             session = self._live.get(docid)
             if session is None or session.destroyed:
                 document = load_document(stored.doc_json) if stored is not None else Document()
+                document.models.flush_synced()  # every viewer pulls it whole: patches refer to its models by id
                 session = PublishedSession(docid, document, self._scheduler, self, stored)
                 self._live[docid] = session
                 log.debug("Serving published document %s live (version %d)", docid, session.version)

@@ -174,6 +174,8 @@ class ServerSession:
 
     def _send_patches(self, events: list[t.Any], origin: Subscriber | None) -> None:
         if not self._subscribers:
+            # whoever connects next pulls the whole document: its models need no definition in later patches
+            self.document.models.flush_synced()
             return
         batch = PatchBatch(self.document)
         for connection in list(self._subscribers):

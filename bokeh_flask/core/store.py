@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from .errors import StoreConflict, StoreError, StoreUnavailable
 from .users import UserRecord, check_username
 
-__all__ = ["StoreConflict", "StoreError", "StoreUnavailable", "StoredDocument", "DocumentStore", "MemoryStore"]
+__all__ = ["StoreConflict", "StoreError", "StoreUnavailable", "StoredDocument", "DocumentChange", "DocumentStore",
+           "ChangeLog", "MemoryStore"]
 
 #: a document's name: what ``use_doc("name")`` takes and its URL shows
 DOCID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -43,10 +44,12 @@ class StoredDocument:
 
 @dataclass(frozen=True)
 class DocumentChange:
-    """One stored write, as the processes that serve the document hear of it.
+    """One write to a published document, as feeds pass it between processes.
 
-    ``change`` is JSON text ``{"content": <PATCH-DOC content>, "buffers": [[id, base64], ...]}``,
-    or None meaning "compare versions with the store and reload".
+    ``change`` is JSON text ``{"content": <PATCH-DOC content>, "buffers": [[id, base64], ...]}``
+    that turns version ``version - 1`` into ``version``, or ``None``: "something changed,
+    compare versions with the store and reload". ``origin`` names the process that wrote
+    it ("" when not known, as for changes read back from a store).
     """
 
     docid: str
@@ -71,7 +74,9 @@ class DocumentStore(t.Protocol):
     def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
         """Write ``document``; ``based_on`` is the version it was made from (0 for a new one).
 
-        Returns what was stored (with its new version); :class:`StoreConflict` if
+        ``change`` is the :attr:`DocumentChange.change` text that made it from ``based_on``,
+        which a backend that keeps a change log records with the new version (others ignore
+        it). Returns what was stored (with its new version); :class:`StoreConflict` if
         ``based_on`` is not the latest version or the name belongs to another owner.
         """
 
@@ -81,6 +86,17 @@ class DocumentStore(t.Protocol):
 
     def list(self, owner: str | None = None, public: bool | None = None) -> list[StoredDocument]:
         """Documents of ``owner`` and/or with that ``public`` flag, by name."""
+
+
+class ChangeLog(t.Protocol):
+    """What a store that records each write's change offers readers in other processes (the file store)."""
+
+    def versions(self, docids: t.Iterable[str]) -> dict[str, int]:
+        """The stored version of each of ``docids``, 0 for one that is not stored."""
+
+    def changes_since(self, docid: str, version: int) -> list[DocumentChange] | None:
+        """The changes after ``version``, oldest first ([] if there are none); ``None`` when
+        one of them is not kept: the reader must load the whole document again."""
 
 
 def next_version(current: StoredDocument | None, document: StoredDocument, based_on: int,
@@ -113,6 +129,7 @@ class MemoryStore:
         return self._documents.get(docid)
 
     def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
+        """See :meth:`DocumentStore.put`; ``change`` is not kept (one process has no one to tell)."""
         with self._lock:
             stored = next_version(self._documents.get(document.docid), document, based_on, self.max_document_bytes)
             self._documents[stored.docid] = stored
@@ -134,6 +151,15 @@ class MemoryStore:
         return sorted((d for d in list(self._documents.values())
                        if (owner is None or d.owner == owner) and (public is None or d.public == public)),
                       key=lambda d: d.docid)
+
+    def versions(self, docids: t.Iterable[str]) -> dict[str, int]:
+        documents = self._documents
+        return {docid: documents[docid].version if docid in documents else 0 for docid in docids}
+
+    def changes_since(self, docid: str, version: int) -> list[DocumentChange] | None:
+        """[] when ``version`` is the latest; else ``None`` (no changes are kept: reload)."""
+        current = self._documents.get(docid)
+        return [] if (current.version if current is not None else 0) == version else None
 
     # -- users -------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import typing as t
 
 from flask import Flask, current_app, request
 
+from ..core.errors import ConfigError
 from ..core.ports import Runtime
 from ..core.publications import Publications
 from ..core.scheduling import Scheduler
@@ -76,7 +77,9 @@ def create_app_from_env(environ: t.Mapping[str, str] | None = None, **settings: 
     ``BOKEH_FLASK_APPS``: paths of scripts, notebooks or directories, separated
     by ``os.pathsep`` (``:`` on Linux); none serves an empty app at ``/``.
     ``BOKEH_FLASK_ARGS``: arguments the apps see in ``sys.argv`` (split on spaces).
-    ``BOKEH_FLASK_PREFIX``: URL prefix. Other settings come from bokeh's own
+    ``BOKEH_FLASK_PREFIX``: URL prefix. Publishing: ``BOKEH_FLASK_PUBLISHING=yes``,
+    ``BOKEH_FLASK_BACKEND``, ``BOKEH_FLASK_DATA_DIRECTORY``, ``BOKEH_FLASK_REDIS_URL``,
+    ``BOKEH_FLASK_MULTI_USER`` ... (:data:`PUBLISHING_ENV`). Other settings come from bokeh's own
     variables (``BOKEH_ALLOW_WS_ORIGIN``, ``BOKEH_SECRET_KEY`` ...).
     """
     environ = os.environ if environ is None else environ
@@ -84,4 +87,22 @@ def create_app_from_env(environ: t.Mapping[str, str] | None = None, **settings: 
     argv = environ.get(ARGS_ENV, "").split() or None
     if environ.get(PREFIX_ENV):
         settings.setdefault("prefix", environ[PREFIX_ENV])
-    return create_app(paths or None, argv=argv, **settings)
+    for name, convert in PUBLISHING_ENV.items():
+        value = environ.get(f"BOKEH_FLASK_{name.upper()}")
+        if value is not None and value.strip():
+            settings.setdefault(name, convert(value.strip()))
+    publishing_only = not paths and settings.get("publishing")
+    return create_app({} if publishing_only else (paths or None), argv=argv, **settings)
+
+
+def _yes(value: str) -> bool:
+    if value.lower() not in ("1", "yes", "true", "on", "0", "no", "false", "off"):
+        raise ConfigError(f"expected yes/no, true/false, on/off or 1/0, got {value!r}")
+    return value.lower() in ("1", "yes", "true", "on")
+
+
+#: publishing settings ``create_app_from_env`` reads from ``BOKEH_FLASK_<NAME>`` (docs/publishing.md)
+PUBLISHING_ENV: dict[str, t.Callable[[str], t.Any]] = {
+    "publishing": _yes, "backend": str, "data_directory": str, "redis_url": str, "redis_port": int,
+    "start_redis": _yes, "multi_user": _yes, "open_registration": _yes, "max_document_bytes": int,
+}

@@ -266,7 +266,7 @@ def serve_processes(options: argparse.Namespace, app_args: list[str] | None) -> 
         settings = {k: v for k, v in _settings_from_options(options).items() if v is not None}
         settings.setdefault("allow_same_origin", False)
         resolved = ServerSettings.resolve(settings)  # fail here, once, rather than in every worker
-        routes = sorted(build_applications(files or None, app_args))
+        routes = sorted(build_applications(_apps_to_serve(files, settings), app_args))
         if resolved.publishing and resolved.backend == "memory":
             raise ConfigError("--backend memory keeps documents inside one process; with --num-procs use "
                               "--backend shelve (a file) or --backend redis")
@@ -284,6 +284,8 @@ def serve_processes(options: argparse.Namespace, app_args: list[str] | None) -> 
         log.info("Starting bokeh-flask server with %d gunicorn gevent workers", worker_count(options.num_procs))
         for route in routes:
             log.info("Bokeh app running at: %s%s%s", where, settings.get("prefix") or "", route)
+        if resolved.publishing:
+            log.info("Publishing at: %s%s/bokeh/", where, resolved.prefix)
         if options.show and not options.unix_socket:
             from bokeh.util.browser import view  # webbrowser, only for --show
 
@@ -292,7 +294,8 @@ def serve_processes(options: argparse.Namespace, app_args: list[str] | None) -> 
 
     level = "critical" if options.log_level == "None" else ("debug" if options.log_level == "trace"
                                                              else options.log_level)
-    BokehGunicorn(files or None, settings, app_args, worker_count(options.num_procs), level, announce).run()
+    BokehGunicorn(_apps_to_serve(files, settings), settings, app_args, worker_count(options.num_procs), level,
+                  announce).run()
 
 
 def _checked_files(options: argparse.Namespace) -> list[str]:
@@ -309,7 +312,15 @@ def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.A
     from .server import Server  # after patching (module docstring)
 
     files = _checked_files(options)
-    return Server.from_settings(files or None, argv=app_args, **_settings_from_options(options))
+    settings = _settings_from_options(options)
+    return Server.from_settings(_apps_to_serve(files, settings), argv=app_args, **settings)
+
+
+def _apps_to_serve(files: list[str], settings: t.Mapping[str, t.Any]) -> t.Any:
+    """The files given; without any, bokeh's empty app, or none at all on a publishing server."""
+    if files:
+        return files
+    return {} if settings.get("publishing") else None
 
 
 def _settings_from_options(options: argparse.Namespace) -> dict[str, t.Any]:
@@ -413,4 +424,6 @@ def _announce(server: t.Any, log: t.Any) -> None:
     for route in server.app_paths:
         url = f"{scheme}://{host}:{server.port}{server.prefix}{route if route != '/' else '/'}"
         log.info("Bokeh app running at: %s", url)
+    if server.settings.publishing:
+        log.info("Publishing at: %s://%s:%d%s/bokeh/", scheme, host, server.port, server.prefix)
     log.info("Starting Bokeh server with process id: %d", os.getpid())

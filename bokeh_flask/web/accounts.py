@@ -27,7 +27,19 @@ def new_user(name: str, password: str) -> UserRecord:
     return UserRecord(name=name, password_hash=generate_password_hash(password))
 
 
+def site_user_record(name: str) -> UserRecord:
+    """A record for a user of a Flask site's own login: API keys only, no password to log in with."""
+    check_username(name)
+    return UserRecord(name=name, password_hash=NO_PASSWORD)
+
+
+#: the password hash of a user who has none (no password matches it)
+NO_PASSWORD = "!"
+
+
 def password_matches(record: UserRecord | None, password: str) -> bool:
+    if record is not None and record.password_hash == NO_PASSWORD:
+        record = None
     if record is None:
         check_password_hash(generate_password_hash("x"), password)  # as long as a real check: names stay secret
         return False

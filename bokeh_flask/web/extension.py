@@ -210,6 +210,8 @@ def _add_publishing_rules(bp: Blueprint) -> None:
         ("/bokeh/login", "pub_login", api.login_page, ["GET", "POST"]),
         ("/bokeh/register", "pub_register", api.register_page, ["GET", "POST"]),
         ("/bokeh/logout", "pub_logout", api.logout_page, ["POST"]),
+        ("/bokeh/keys", "pub_keys", api.new_key_page, ["POST"]),
+        ("/bokeh/api/keys", "pub_api_keys", api.api_new_key, ["POST"]),
         ("/bokeh/doc/<docid>", "pub_doc", published.document_page, ["GET"]),
         ("/bokeh/doc/<docid>/<plotid>", "pub_plot", published.document_page, ["GET"]),
         ("/bokeh/doc/<docid>/autoload.js", "pub_autoload", published.document_autoload, ["GET"]),

@@ -35,6 +35,8 @@ def guard() -> Response | None:
     provider = state.auth
     if provider is None or endpoint in PUBLIC_ENDPOINTS or endpoint.startswith(TORNADO_ENDPOINT):
         return None
+    if endpoint.startswith(PUBLISHING_ENDPOINT) and request.headers.get("Authorization", "").startswith("Bearer "):
+        return None  # a script with a publishing API key: checked by the publishing views themselves
     handler = RequestHandlerShim(request, state.settings.cookie_secret)
     try:
         user = provider.user(handler, state.scheduler.finish)

@@ -3,11 +3,12 @@
 Single-user mode (the default, as in the original server): everyone is
 :data:`~bokeh_flask.core.users.DEFAULT_USER`. Multi-user mode (``--multi-user``), in order:
 
-1. a Flask site's own login, when ``BokehFlask(publishing_user=...)`` gives a callable that
-   returns the user's name (or None);
-2. ``Authorization: Bearer <name>:<api key>`` (``bokeh_flask.client`` sends it);
-3. the ``bokeh_flask_login`` cookie the login page sets, ``<name>:<api key>``: a key of its
-   own, revoked when the user logs out.
+1. a Flask site's own login: ``BokehFlask(publishing_user=...)``, a callable that returns the
+   user's name (or None), or the user that ``authorize=`` / an auth module accepted;
+2. ``Authorization: Bearer <name>:<api key>`` (``bokeh_flask.client`` sends it; a site's users
+   make keys for their scripts on the ``/bokeh/`` page);
+3. without a site login, the ``bokeh_flask_login`` cookie the login page sets,
+   ``<name>:<api key>``: a key of its own, revoked when the user logs out.
 
 Keys are checked against their hashes in the store on every request, so a revoked key or a
 removed user stops working everywhere at once, in every worker and on every host.
@@ -62,22 +63,45 @@ def _find_user() -> str | None:
     state = current_state()
     if not state.settings.multi_user:
         return DEFAULT_USER
-    site_user = state.publications_user_loader
+    site_user = site_login_user(state)
     if site_user is not None:
-        name = site_user()
-        return str(name) if name else None
+        return site_user
     store = state.publications.store if state.publications is not None else None
     if store is None:
         return None
-    for credentials, by_cookie in ((bearer_credentials(), False),
-                                   (split_credentials(request.cookies.get(LOGIN_COOKIE)), True)):
-        if credentials is None:
-            continue
-        name, key = credentials
-        if api_key_matches(store.get_user(name), key):
-            g.bokeh_publishing_by_cookie = by_cookie
-            return name
-        log.info("Refused %s credentials for %r", "cookie" if by_cookie else "API key", name[:64])
+    credentials = bearer_credentials()
+    if credentials is not None:
+        return _key_user(store, credentials, by_cookie=False)
+    if site_login_in_use(state):
+        return None  # the site's login decides; its users' scripts use API keys
+    credentials = split_credentials(request.cookies.get(LOGIN_COOKIE))
+    return _key_user(store, credentials, by_cookie=True) if credentials is not None else None
+
+
+def _key_user(store: t.Any, credentials: tuple[str, str], by_cookie: bool) -> str | None:
+    name, key = credentials
+    if api_key_matches(store.get_user(name), key):
+        g.bokeh_publishing_by_cookie = by_cookie
+        return name
+    log.info("Refused %s credentials for %r", "cookie" if by_cookie else "API key", name[:64])
+    return None
+
+
+def site_login_in_use(state: t.Any) -> bool:
+    """The Flask site's own login stands in for the built-in one (``publishing_user=`` or ``authorize=``)."""
+    return state.publications_user_loader is not None or state.auth is not None
+
+
+def site_login_user(state: t.Any) -> str | None:
+    """The user the site's login says this is: ``publishing_user()``, else the one ``authorize=`` (or an
+    auth module) accepted for this request."""
+    loader = state.publications_user_loader
+    if loader is not None:
+        name = loader()
+        return str(name) if name else None
+    if state.auth is not None:
+        user = g.get("bokeh_user")
+        return str(user) if user else None
     return None
 
 

@@ -185,6 +185,8 @@ def index() -> Response | str:
         abort(404)
     paths = state.app_paths
     prefix = base_url(state)
+    if not paths and state.publications is not None:
+        return redirect(prefix + "/bokeh/")  # a publishing server without apps
     if state.settings.redirect_root and len(paths) == 1:
         return redirect(prefix + paths[0])
     if state.settings.index:

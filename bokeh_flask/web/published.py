@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import typing as t
 from dataclasses import dataclass
 
@@ -157,6 +158,7 @@ def document_websocket(docid: str) -> Response:
     def grant(connection: ServerConnection) -> None:
         if access.writer and access.user is not None:
             session.allow_writes(connection, access.user)
+        log.info("%s of %s connected to process %d", "Owner" if access.writer else "Viewer", docid, os.getpid())
 
     return serve_websocket(state, session, on_connection=grant)
 

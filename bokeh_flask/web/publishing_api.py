@@ -15,28 +15,30 @@ from flask import Response, abort, jsonify, redirect, render_template, request
 from werkzeug.exceptions import TooManyRequests
 
 from ..core.errors import StoreConflict, StoreError
-from ..core.ratelimit import LoginLimiter
 from ..core.store import StoredDocument
 from ..core.users import DEFAULT_USER
-from .accounts import issue_api_key, new_user, password_matches, revoke_api_key
+from .accounts import issue_api_key, new_user, password_matches, revoke_api_key, site_user_record
 from .current import base_url, current_state
-from .identity import (authenticated_by_cookie, bearer_credentials, clear_login_cookie, publishing_user,
-                       set_login_cookie, split_credentials, LOGIN_COOKIE)
+from .identity import (LOGIN_COOKIE, authenticated_by_cookie, bearer_credentials, clear_login_cookie,
+                       publishing_user, set_login_cookie, site_login_in_use, split_credentials)
 from .published import document_access, json_errors, publications, store_errors
 from .requests import client_address
 from .xsrf import COOKIE_NAME, FIELD_NAME, HEADERS, request_passes, xsrf_secret
 
 log = logging.getLogger(__name__)
 
-#: failed logins per name and per address, in this process
-LIMITER = LoginLimiter()
-
 
 # -- helpers -------------------------------------------------------------------
 
-def check_form_xsrf() -> None:
-    """Unsafe requests that rely on the cookie must echo the ``_xsrf`` token (whatever ``--enable-xsrf-cookies`` says)."""
+def check_form_xsrf(api: bool = False) -> None:
+    """Unsafe requests must show they come from this site or a script (whatever ``--enable-xsrf-cookies`` says).
+
+    A form echoes the ``_xsrf`` cookie's token. An API call may instead carry an API key, or be a
+    JSON request: another site's page can send neither without a CORS preflight, which is not answered.
+    """
     if bearer_credentials() is not None and not authenticated_by_cookie():
+        return
+    if api and request.mimetype == "application/json":
         return
     sent = request.form.get(FIELD_NAME) or next((request.headers[h] for h in HEADERS if h in request.headers), None)
     if not request_passes(xsrf_secret(), request.method, request.cookies.get(COOKIE_NAME), sent):
@@ -74,24 +76,26 @@ def multi_user_store() -> t.Any:
     if not state.settings.multi_user:
         abort(403, f"This server is in single-user mode: everyone is {DEFAULT_USER!r}. Start it with --multi-user "
                    "to have users")
-    if state.publications_user_loader is not None:
-        abort(403, "This site's own login is used here: log in to the site")
+    if site_login_in_use(state):
+        abort(403, "This site's own login is used here: log in to the site (scripts use an API key made on "
+                   "the /bokeh/ page)")
     return store
 
 
 def log_in(name: str, password: str) -> str:
     """A new API key for ``name`` if the password is right; 401, or 429 when too many attempts failed."""
     store = multi_user_store()
+    limiter = publications(current_state()).login_limiter
     keys = (f"user:{name}", f"address:{client_address(request) or '?'}")
-    wait = LIMITER.retry_after(*keys)
+    wait = limiter.retry_after(*keys)
     if wait > 0:
         log.warning("Refused a login as %r: too many failures", name[:64])
         raise TooManyRequests(f"Too many failed logins: try again in {math.ceil(wait)} s",
                               response=Response(status=429, headers={"Retry-After": str(math.ceil(wait))}))
     if not password_matches(store.get_user(name), password):
-        LIMITER.failed(*keys)
+        limiter.failed(*keys)
         abort(401, "Wrong user name or password")
-    LIMITER.succeeded(keys[0])
+    limiter.succeeded(keys[0])
     return issue_api_key(store, name)
 
 
@@ -136,7 +140,7 @@ def api_login() -> Response:
 @json_errors
 @store_errors
 def api_logout() -> Response:
-    check_form_xsrf()
+    check_form_xsrf(api=True)
     log_out()
     response = jsonify({})
     clear_login_cookie(response)
@@ -164,7 +168,7 @@ def api_docs() -> Response:
 @store_errors
 def api_doc(docid: str) -> Response:
     if request.method == "DELETE":
-        check_form_xsrf()
+        check_form_xsrf(api=True)
         access = document_access(docid, public=False)
         if not access.writer:
             abort(403, f"Only the owner may delete {docid!r}")
@@ -176,7 +180,7 @@ def api_doc(docid: str) -> Response:
 
 
 def _set_public(docid: str, public: bool) -> Response:
-    check_form_xsrf()
+    check_form_xsrf(api=True)
     access = document_access(docid, public=False)
     if not access.writer:
         abort(403, f"Only the owner may publish or unpublish {docid!r}")
@@ -201,6 +205,29 @@ def api_unpublish(docid: str) -> Response:
     return _set_public(docid, False)
 
 
+@json_errors
+@store_errors
+def api_new_key() -> Response:
+    """``POST /bokeh/api/keys``: a new API key for the user this request is (shown once)."""
+    check_form_xsrf(api=True)
+    return jsonify({"username": require_user(), "api_key": new_key_for_current_user()})
+
+
+def new_key_for_current_user() -> str:
+    """A key for the logged-in user; a site login's user gets a record of their own first (no password)."""
+    state = current_state()
+    if not state.settings.multi_user:
+        abort(403, f"This server is in single-user mode: everyone is {DEFAULT_USER!r} and needs no key")
+    store = publications(state).store
+    name = require_user()
+    if store.get_user(name) is None:
+        try:
+            store.add_user(site_user_record(name))
+        except StoreConflict:
+            pass  # made meanwhile by another request
+    return issue_api_key(store, name)
+
+
 # -- pages -----------------------------------------------------------------------------
 
 @store_errors
@@ -213,7 +240,7 @@ def index() -> str:
     public = [doc_info(d) for d in store.list(public=True)]
     return render_template("bokeh_flask/publishing_index.html", user=user, mine=mine, public=public,
                            prefix=base_url(state), multi_user=state.settings.multi_user,
-                           site_login=state.publications_user_loader is not None,
+                           site_login=site_login_in_use(state),
                            registration=state.settings.open_registration)
 
 
@@ -250,6 +277,16 @@ def _account_form(kind: str) -> t.Any:
     html = render_template("bokeh_flask/publishing_account.html", kind=kind, error=error, prefix=base_url(state),
                            registration=state.settings.open_registration)
     return html, status
+
+
+@store_errors
+def new_key_page() -> t.Any:
+    """``POST /bokeh/keys`` (the index page's button): a new API key, shown once."""
+    check_form_xsrf()
+    state = current_state()
+    key = new_key_for_current_user()
+    return render_template("bokeh_flask/publishing_key.html", user=publishing_user(), key=key,
+                           prefix=base_url(state), root=request.host_url.rstrip("/") + base_url(state) + "/")
 
 
 @store_errors

@@ -1,15 +1,14 @@
-"""A ``redis-server`` of the test's own on a loopback port (never the system's service)."""
+"""A ``redis-server`` of the test's own on a loopback port (never the system's service), run by
+:class:`~bokeh_flask.runtime.redis_child.RedisChild`."""
 from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-READY = b"Ready to accept connections"
+from bokeh_flask.runtime.redis_child import RedisChild
 
 
 def free_port() -> int:
@@ -28,29 +27,15 @@ class RedisServer:
         self.executable = executable
         self.directory = directory
         self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.child = RedisChild(self.port, directory, executable)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.child.url
 
     def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--appendonly", "yes", "--save", "", "--daemonize", "no"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        output = b""
-        while READY not in output:
-            line = self.proc.stdout.readline()  # type: ignore[union-attr]
-            if not line or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not start:\n{output.decode(errors='replace')}")
-            output += line
+        self.child.start()
+        assert self.child.owned, f"another Redis answers on port {self.port}: not the test's own"
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-        self.proc = None
+        self.child.stop()

@@ -24,7 +24,7 @@ SERVER_ENV_VAR = "BOKEH_FLASK_TEST_SERVER"
 STARTUP_TIMEOUT = 60.0  # seconds until the "Bokeh app running at" line must appear
 STOP_TIMEOUT = 15.0  # seconds to wait after SIGTERM before SIGKILL
 
-RUNNING_AT = re.compile(r"Bokeh app running at: (?P<scheme>https?)://(?P<host>[^/:\s]+):(?P<port>\d+)(?P<path>/\S*)?")
+RUNNING_AT = re.compile(r"(?:Bokeh app running at|Publishing at): (?P<scheme>https?)://(?P<host>[^/:\s]+):(?P<port>\d+)(?P<path>/\S*)?")
 
 
 def server_command() -> list[str]:

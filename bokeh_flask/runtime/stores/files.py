@@ -6,8 +6,12 @@ tells a half-written file from a whole one. This one keeps the same role on SQLi
 so several gunicorn workers (or processes on one machine) read and write at once; each
 write is one transaction that checks the version it is based on, so a write either
 lands whole or not at all, and a conflicting one is refused. Documents survive a
-restart. SQLite blocks while it waits for another writer's lock, which is short: every
-call opens, commits and closes within the call.
+restart. Each write also records the change that made it (table ``changes``, the last
+:data:`KEPT_CHANGES` of each document, written in the same transaction), so a process
+serving the document live reads what other processes changed (:meth:`FileStore.versions`,
+:meth:`FileStore.changes_since`) instead of reloading it whole. SQLite blocks while it
+waits for another writer's lock, which is short: every call opens, commits and closes
+within the call.
 """
 from __future__ import annotations
 
@@ -19,14 +23,16 @@ import typing as t
 from dataclasses import replace
 from pathlib import Path
 
-from ...core.store import (DEFAULT_MAX_DOCUMENT_BYTES, StoreConflict, StoredDocument, StoreError, check_docid,
-                           next_version)
+from ...core.store import (DEFAULT_MAX_DOCUMENT_BYTES, DocumentChange, StoreConflict, StoredDocument, StoreError,
+                           check_docid, next_version)
 from ...core.users import UserRecord, check_username
 
 FILENAME = "documents.sqlite3"
 #: how long a write waits for another process's transaction (seconds)
 LOCK_TIMEOUT_SECONDS = 10.0
 _COLUMNS = "docid, owner, doc_json, title, public, version, updated"
+#: how many of a document's latest changes are kept for readers catching up
+KEPT_CHANGES = 200
 
 
 class _UsersMixin:
@@ -83,7 +89,38 @@ class _UsersMixin:
             db.close()
 
 
-class FileStore(_UsersMixin):
+class _FailuresMixin:
+    """Failed logins (the ``login_failures`` table), shared by every process using the file."""
+
+    _connect: t.Callable[[], sqlite3.Connection]
+
+    def record_failure(self, key: str, at: float, window_seconds: float) -> None:
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO login_failures VALUES (?, ?)", (key, at))
+            db.execute("DELETE FROM login_failures WHERE at <= ?", (at - window_seconds,))  # everyone's old ones
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    def recent_failures(self, key: str, since: float) -> list[float]:
+        db = self._connect()
+        try:
+            return [row[0] for row in db.execute(
+                "SELECT at FROM login_failures WHERE key = ? AND at > ? ORDER BY at", (key, since))]
+        finally:
+            db.close()
+
+    def clear_failures(self, key: str) -> None:
+        db = self._connect()
+        try:
+            db.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+        finally:
+            db.close()
+
+
+class FileStore(_UsersMixin, _FailuresMixin):
     """A :class:`~bokeh_flask.core.store.DocumentStore` (and user store) in one SQLite file, shared by processes."""
 
     def __init__(self, directory: str | os.PathLike[str],
@@ -103,6 +140,11 @@ class FileStore(_UsersMixin):
                        "version INTEGER NOT NULL, updated REAL NOT NULL)")
             db.execute("CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, "
                        "api_key_hashes TEXT NOT NULL, created REAL NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS login_failures (key TEXT NOT NULL, at REAL NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key, at)")
+            # change is NULL for a write whose change was not given: readers reload at that version
+            db.execute("CREATE TABLE IF NOT EXISTS changes (docid TEXT NOT NULL, version INTEGER NOT NULL, "
+                       "change TEXT, PRIMARY KEY (docid, version))")
         finally:
             db.close()
 
@@ -124,6 +166,7 @@ class FileStore(_UsersMixin):
             db.close()
 
     def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
+        """See :meth:`~bokeh_flask.core.store.DocumentStore.put`; ``change`` is recorded with the new version."""
         check_docid(document.docid)
         db = self._connect()
         try:
@@ -133,6 +176,10 @@ class FileStore(_UsersMixin):
                 db.execute(f"INSERT OR REPLACE INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (stored.docid, stored.owner, stored.doc_json, stored.title, int(stored.public),
                             stored.version, stored.updated))
+                db.execute("INSERT OR REPLACE INTO changes (docid, version, change) VALUES (?, ?, ?)",
+                           (stored.docid, stored.version, change))
+                db.execute("DELETE FROM changes WHERE docid = ? AND version <= ?",
+                           (stored.docid, stored.version - KEPT_CHANGES))
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -160,9 +207,50 @@ class FileStore(_UsersMixin):
     def delete(self, docid: str) -> bool:
         db = self._connect()
         try:
-            return db.execute("DELETE FROM documents WHERE docid = ?", (docid,)).rowcount > 0
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                removed = db.execute("DELETE FROM documents WHERE docid = ?", (docid,)).rowcount > 0
+                db.execute("DELETE FROM changes WHERE docid = ?", (docid,))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return removed
         finally:
             db.close()
+
+    def versions(self, docids: t.Iterable[str]) -> dict[str, int]:
+        """The stored version of each of ``docids`` (0 for one not stored), in one query."""
+        wanted = list(dict.fromkeys(docids))
+        if not wanted:
+            return {}
+        db = self._connect()
+        try:
+            found = dict(db.execute("SELECT docid, version FROM documents WHERE docid IN "
+                                    "(SELECT value FROM json_each(?))", (json.dumps(wanted),)).fetchall())
+        finally:
+            db.close()
+        return {docid: found.get(docid, 0) for docid in wanted}
+
+    def changes_since(self, docid: str, version: int) -> list[DocumentChange] | None:
+        """The recorded changes after ``version``, oldest first (origin ""); ``None`` when one of them
+        is missing (trimmed, or written without its change) or the document went back below
+        ``version`` (deleted): the reader must load the document again."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN")  # one snapshot: the document's version and its changes agree
+            row = db.execute("SELECT version FROM documents WHERE docid = ?", (docid,)).fetchone()
+            rows = db.execute("SELECT version, change FROM changes WHERE docid = ? AND version > ? ORDER BY version",
+                              (docid, version)).fetchall()
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        latest = row[0] if row else 0
+        if latest < version:
+            return None
+        if [v for v, _ in rows] != list(range(version + 1, latest + 1)) or any(c is None for _, c in rows):
+            return None
+        return [DocumentChange(docid, v, c, "") for v, c in rows]
 
     def list(self, owner: str | None = None, public: bool | None = None) -> list[StoredDocument]:
         query, values = f"SELECT {_COLUMNS} FROM documents WHERE 1 = 1", []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 import typing as t
 from dataclasses import replace
 
@@ -51,6 +52,8 @@ class RedisStore:
         return self._call(lambda: _document(docid, self._redis.hgetall(_key(docid))))
 
     def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
+        """See :meth:`~bokeh_flask.core.store.DocumentStore.put`; ``change`` is not kept (the Redis feed
+        publishes it)."""
         check_docid(document.docid)
         key = _key(document.docid)
 
@@ -161,6 +164,32 @@ class RedisStore:
             return [user for user in found if user is not None]
 
         return t.cast("list[UserRecord]", self._call(everyone))
+
+    # -- failed logins (a sorted set per key, scored by time) ------------------------
+
+    def record_failure(self, key: str, at: float, window_seconds: float) -> None:
+        name = _failures_key(key)
+
+        def record() -> None:
+            with self._redis.pipeline() as pipe:
+                pipe.zadd(name, {f"{at!r}:{uuid.uuid4().hex[:8]}": at})
+                pipe.zremrangebyscore(name, "-inf", at - window_seconds)
+                pipe.expire(name, max(int(window_seconds) + 1, 1))
+                pipe.execute()
+
+        self._call(record)
+
+    def recent_failures(self, key: str, since: float) -> list[float]:
+        found = self._call(lambda: self._redis.zrangebyscore(_failures_key(key), f"({since!r}", "+inf",
+                                                              withscores=True))
+        return [score for _, score in found]
+
+    def clear_failures(self, key: str) -> None:
+        self._call(lambda: self._redis.delete(_failures_key(key)))
+
+
+def _failures_key(key: str) -> str:
+    return f"{NAMESPACE}:failures:{key}"
 
 
 def _user_key(name: str) -> str:
