@@ -6,6 +6,7 @@ dict ``{field key: value}``.  All loops are bounded by a duration or a count.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import psutil
+import websocket
 
 import bkclient as bk
 from servers import ServerProcess
@@ -51,6 +53,8 @@ class Profile:
     cycles_first: int = 1000        # page -> websocket -> close cycles measured first
     cycles_more: int = 4000         # and after them, for the per-cycle growth
     connect_parallelism: int = 8    # concurrent session opens when building N sessions
+    fanout_viewers: tuple[int, ...] = (100, 500)   # read-only viewers of one shared document
+    fanout_seconds: float = 10.0    # window during which the owner sends at FANOUT_HZ
 
 
 FULL = Profile(
@@ -86,6 +90,7 @@ QUICK = Profile(
     reap_sessions=50, reap_check_ms=500, reap_lifetime_ms=1000,
     reap_baseline_seconds=1.5, reap_extra_seconds=1.5,
     cycles_first=300, cycles_more=300,
+    fanout_viewers=(50, 200), fanout_seconds=5.0,
 )
 
 
@@ -671,6 +676,251 @@ def m_stream(run: MetricRun) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
+# 10. fan-out of an owner's patches to the viewers of one shared document
+# ---------------------------------------------------------------------------
+
+FANOUT_CLIENT = Path(__file__).resolve().parent / "fanout_client.py"
+FANOUT_HZ = 10.0
+FANOUT_WARMUP_S = 2.0       # the owner already sends at FANOUT_HZ before the window
+FANOUT_GRACE_S = 3.0        # a patch sent in the window counts if it arrives this long after it
+FANOUT_PROCS = 2            # viewer processes (the viewers are split between them)
+FANOUT_PUBLIC = "bokeh_flask_access"
+
+
+def _is_bokeh_flask_publishing(run: MetricRun) -> bool:
+    try:
+        status, body = bk.HttpClient(run.host, run.port, timeout=10).get("/bokeh/api/whoami")
+    except OSError:
+        return False
+    return status == 200 and b"multi_user" in body
+
+
+def _fanout_setup(run: MetricRun) -> tuple[bk.BokehConnection, str, str, str]:
+    """(owner connection, viewers' websocket path, viewers' token, how).
+
+    ``bokeh serve``: one session of ``apps/fanout.py`` shared by everyone (one
+    session id, the same unsigned token); the owner is its first connection.
+    ``bokeh-flask --publishing``: the same document, pulled once from the app,
+    published by the owner (PUSH-DOC on ``/bokeh/doc/<docid>/ws``, then
+    ``POST /bokeh/api/doc/<docid>/publish``); viewers use a public token."""
+    from bokeh.util.token import generate_jwt_token, generate_session_id
+
+    if not _is_bokeh_flask_publishing(run):
+        token = bk.make_token()[1]
+        owner = run.open("fanout", token=token)
+        return owner, "/fanout/ws", token, "one shared session of apps/fanout.py"
+    source = run.open("fanout")
+    doc = source.doc
+    source.close()
+    docid = f"fanout-{generate_session_id()[:12]}"
+    owner = bk.BokehConnection(run.host, run.port, f"bokeh/doc/{docid}", generate_jwt_token(generate_session_id()))
+    owner.connect()
+    msgid = owner.send("PUSH-DOC", {"doc": doc})
+    reply = owner.recv_until(lambda m: m.reqid == msgid)
+    if reply.msgtype != "OK":
+        raise bk.BenchProtocolError(f"PUSH-DOC answered {reply.msgtype}: {reply.content_text[:200]}")
+    owner.doc = doc
+    conn = http.client.HTTPConnection(run.host, run.port, timeout=30)
+    try:
+        # single-user mode: anyone is the owner; a Bearer credential skips the form XSRF check
+        conn.request("POST", f"/bokeh/api/doc/{docid}/publish", body=b"",
+                     headers={"Authorization": "Bearer defaultuser:bench"})
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200:
+        raise bk.BenchProtocolError(f"publish answered HTTP {resp.status}: {body[:200]!r}")
+    token = generate_jwt_token(generate_session_id(), extra_payload={FANOUT_PUBLIC: "public"})
+    return owner, f"/bokeh/doc/{docid}/ws", token, f"published document {docid} (PUSH-DOC, publish, public token)"
+
+
+def _server_send_queue(server_port: int, client_ports: list[int]) -> dict[int, int]:
+    """Bytes the kernel holds in the server's send queue towards each client port (/proc/net/tcp)."""
+    out: dict[int, int] = {}
+    try:
+        with open("/proc/net/tcp") as fh:
+            next(fh)
+            for line in fh:
+                f = line.split()
+                local, remote = f[1], f[2]
+                if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) in client_ports:
+                    out[int(remote.split(":")[1], 16)] = int(f[4].split(":")[0], 16)
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
+    return out
+
+
+def _wait_stalled_full(run: MetricRun, ports: list[int], max_wait: float = 60.0) -> str:
+    """Wait until the server has stopped filling the stalled viewers' sockets (the kernel send
+    queue has not changed for 2 s and the server is idle); describe the state reached."""
+    t_start = time.perf_counter()
+    last, since = None, time.perf_counter()
+    cpu0, tcpu = run.server.cpu_seconds(), time.perf_counter()
+    while time.perf_counter() - t_start < max_wait:
+        time.sleep(0.25)
+        queue = _server_send_queue(run.port, ports)
+        cpu1, t1 = run.server.cpu_seconds(), time.perf_counter()
+        busy = (cpu1 - cpu0) / (t1 - tcpu)
+        cpu0, tcpu = cpu1, t1
+        if queue != last or busy > 0.2:
+            last, since = queue, time.perf_counter()
+        elif time.perf_counter() - since >= 2.0:
+            break
+    waited = time.perf_counter() - t_start
+    state = f"{sum(last.values())} bytes in the server's send queue" if last else "connection gone"
+    return f"filled in {waited:.1f}s ({state})"
+
+
+def m_fanout(run: MetricRun) -> dict[str, Any]:
+    """One owner sends a small patch at ``FANOUT_HZ`` (slider.value = its send
+    time); V read-only viewers of the same document measure delivery latency."""
+    p = run.profile
+    index, stall = run.variant.value[:2] if run.variant is not None else (0, 0)
+    viewers = p.fanout_viewers[index]
+    t_setup = time.perf_counter()
+    owner, path, token, how = _fanout_setup(run)
+    slider_id = bk.find_model_id(owner.doc, "Slider")
+    nprocs = FANOUT_PROCS if viewers >= 2 * FANOUT_PROCS else 1
+    shares = [viewers // nprocs + (1 if i < viewers % nprocs else 0) for i in range(nprocs)]
+    procs: list[subprocess.Popen] = []
+    stop = threading.Event()
+    oks = [0]
+    owner_errors: list[str] = []
+
+    def drain() -> None:  # the owner reads its OKs (and anything else) so its socket never fills
+        owner.set_timeout(1.0)
+        while not stop.is_set():
+            try:
+                owner.recv()
+                oks[0] += 1
+            except websocket.WebSocketTimeoutException:
+                continue
+            except Exception as exc:  # noqa: BLE001
+                if not stop.is_set():
+                    owner_errors.append(repr(exc))
+                return
+
+    drainer = threading.Thread(target=drain, daemon=True)
+    try:
+        for i, share in enumerate(shares):
+            cfg = {"host": run.host, "port": run.port, "path": path, "token": token, "viewers": share,
+                   "stall": stall if i == 0 else 0}
+            procs.append(subprocess.Popen([sys.executable, str(FANOUT_CLIENT), json.dumps(cfg)],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        stalled_ports: list[int] = []
+        for proc in procs:
+            line = proc.stdout.readline()
+            if not line.startswith("ready "):
+                raise RuntimeError(f"bench/fanout_client.py did not get its viewers connected "
+                                   f"(exit code {proc.wait(timeout=10)})")
+            stalled_ports += json.loads(line[6:])["stalled_ports"]
+        fill = ""
+        if stalled_ports:
+            fill = _wait_stalled_full(run, stalled_ports)
+        setup_s = time.perf_counter() - t_setup
+        drainer.start()
+        period = 1.0 / FANOUT_HZ
+        start = time.time() + 0.2
+        t0 = start + FANOUT_WARMUP_S
+        t1 = t0 + p.fanout_seconds
+        t_end = t1 + FANOUT_GRACE_S
+        for proc in procs:
+            proc.stdin.write(f"go {t0!r} {t1!r} {t_end!r}\n")
+            proc.stdin.flush()
+        sent_in_window = 0
+        cpu = None
+        i = 0
+        while (due := start + i * period) < t1:
+            i += 1
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            if cpu is None and due >= t0:
+                cpu = CpuWindow(run.server)
+            ts = time.time()
+            owner.patch_model(slider_id, "value", ts)
+            if t0 <= ts < t1:
+                sent_in_window += 1
+        time.sleep(max(0.0, t1 - time.time()))
+        server_cpu, _ = cpu.finish() if cpu is not None else (None, None)
+        send_queue = _server_send_queue(run.port, stalled_ports)
+        outs = [proc.communicate(timeout=FANOUT_GRACE_S + 60)[0] for proc in procs]
+        results = [json.loads(out.splitlines()[-1]) for out in outs]
+    finally:
+        stop.set()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        owner.abort()
+        drainer.join(timeout=3)
+        owner.close()
+    lat = [x for r in results for x in r["lat_ms"]]
+    counts = [c for r in results for c in r["counts"]]
+    readers = viewers - stall
+    expected = sent_in_window * readers
+    received = sum(counts)
+    viewer_cpu_s = sum(r["cpu_s"] for r in results)
+    notes = [how, f"{viewers} viewers in {nprocs} processes ({'/'.join(map(str, shares))})",
+             f"{sent_in_window} patches in {p.fanout_seconds:.0f}s at {FANOUT_HZ:g} Hz",
+             f"received {received}/{expected}",
+             f"viewers with every patch {sum(c == sent_in_window for c in counts)}/{readers}",
+             f"viewers closed by the server {sum(r['closed'] for r in results)}",
+             f"viewer processes' CPU {viewer_cpu_s / (t_end - start) * 100:.0f}% of a core",
+             f"owner OKs {oks[0]}", f"setup {setup_s:.1f}s"]
+    if stall:
+        unread = [u for r in results for u in r["stalled_unread"]]
+        notes.append(f"stalled viewer: {fill}; at the window's end {sum(unread)} bytes unread in its socket, "
+                     "server send queue "
+                     + (f"{sum(send_queue.values())} bytes" if send_queue else "gone (closed by the server)")
+)
+    slow: dict[float, float] = {}
+    for r in results:
+        for ts, worst in r["slow"]:
+            slow[ts] = max(slow.get(ts, 0.0), worst)
+    if slow:
+        notes.append(f"{len(slow)} patches had a delivery over 50 ms, at "
+                     + ", ".join(f"+{ts - t0:.1f}s ({worst * 1000:.0f} ms)" for ts, worst in sorted(slow.items())[:8])
+                     + (" ..." if len(slow) > 8 else ""))
+    errs = [e for r in results for e in r["errors"]] + owner_errors
+    if errs:
+        notes.append(f"errors {len(errs)}, first {errs[0]}")
+    return {
+        "p50_ms": percentile(lat, 50),
+        "p99_ms": percentile(lat, 99),
+        "max_ms": max(lat) if lat else None,
+        "delivered_pct": received / expected * 100.0 if expected else None,
+        "received": received,
+        "expected": expected,
+        "server_cpu_pct": server_cpu,
+        **(cpu.noise() if cpu is not None else {}),
+        "_note": "; ".join(notes),
+    }
+
+
+def combine_fanout(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Flatten one server's variants (``v1_p99_ms``...); the redis variant's p99 against one process."""
+    out: dict[str, Any] = {}
+    failed = {k: r["error"] for k, r in parts.items() if "error" in r}
+    for key, res in parts.items():
+        if "error" in res or "_skipped" in res:
+            continue
+        for k, v in res.items():
+            if not k.startswith("_"):
+                out[f"{key}_{k}"] = v
+    out["redis_p99_ratio"] = _div(out.get("redis_p99_ms"), out.get("v2_p99_ms"))
+    out["stall_p99_ratio"] = _div(out.get("stall_p99_ms"), out.get("v1_p99_ms"))
+    real = [k for k, r in parts.items() if "_skipped" not in r]
+    if real and all(k in failed for k in real):
+        return {"error": next(iter(failed.values())), "_variants": parts}
+    out["_seconds"] = round(sum(r.get("_seconds") or 0 for r in parts.values()), 1)
+    out["_failed_variants"] = failed
+    out["_variants"] = parts
+    return out
+
+
+# ---------------------------------------------------------------------------
 # 5. pull of a 200k-point document
 # ---------------------------------------------------------------------------
 
@@ -1128,6 +1378,18 @@ class Variant:
     label: str                      # e.g. "2 processes"
     extra_args: tuple[str, ...]     # added to the serve command line
     value: Any = None               # available to the metric as run.variant.value
+    #: (server name prefix, args): added for the servers whose --servers name starts with the prefix
+    args_for: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: server name prefixes this variant runs on (empty: every server); the others show "-"
+    only: tuple[str, ...] = ()
+    #: a server that does not start with this variant's flags is a note ("skipped"), not a problem
+    optional: bool = False
+
+    def applies_to(self, server_name: str) -> bool:
+        return not self.only or any(server_name.startswith(prefix) for prefix in self.only)
+
+    def args_for_server(self, server_name: str) -> list[str]:
+        return [a for prefix, args in self.args_for if server_name.startswith(prefix) for a in args]
 
 
 @dataclass(frozen=True)
@@ -1172,6 +1434,27 @@ def _scaling_fields() -> tuple[Field, ...]:
     rows.append(Field("failed", "failed requests/visits, all runs", "", "lower"))
     return tuple(rows)
 
+
+def _fanout_fields() -> tuple[Field, ...]:
+    def v(i: int) -> str:
+        return f"{FULL.fanout_viewers[i]} viewers (quick {QUICK.fanout_viewers[i]})"
+
+    rows: list[Field] = []
+    for key, what in (("v1", v(0)), ("v2", v(1)), ("stall", v(0) + ", one of them stops reading")):
+        rows += [Field(f"{key}_p50_ms", f"{what}: delivery p50", "ms", "lower", (key,)),
+                 Field(f"{key}_p99_ms", f"{what}: delivery p99", "ms", "lower", (key,)),
+                 Field(f"{key}_delivered_pct", f"{what}: received / expected", "%", "higher", (key,)),
+                 Field(f"{key}_server_cpu_pct", f"{what}: server CPU", "%", "lower", (key,))]
+    rows.append(Field("stall_p99_ratio", "stall: p99 / p99 without the stalled viewer", "x", "lower", ("v1", "stall")))
+    what = v(1) + ", --num-procs 2 --backend redis"
+    rows += [Field("redis_p99_ms", f"{what}: delivery p99", "ms", "lower", ("redis",)),
+             Field("redis_delivered_pct", f"{what}: received / expected", "%", "higher", ("redis",)),
+             Field("redis_server_cpu_pct", f"{what}: server CPU (all processes)", "%", "lower", ("redis",)),
+             Field("redis_p99_ratio", "redis, 2 processes: p99 / 1-process p99", "x", "lower", ("v2", "redis"))]
+    return tuple(rows)
+
+
+_FANOUT_PUBLISHING = (("bokeh-flask", ("--publishing", "--backend", "memory")),)
 
 METRICS: tuple[Metric, ...] = (
     Metric("pageload", "1. page loads (GET /slider, 8 clients)", ("slider",), m_pageload, (
@@ -1243,6 +1526,17 @@ METRICS: tuple[Metric, ...] = (
            variants=tuple(Variant(f"p{n}-{window}", f"--num-procs {n}, {what}", ("--num-procs", str(n)), (n, window))
                           for n in SCALING_PROCS for window, what in SCALING_WINDOWS),
            combine=combine_scaling, count_docs=True),
+    Metric("fanout", "10. fan-out of an owner's patches (10 Hz) to V viewers of one document", ("fanout",),
+           m_fanout, _fanout_fields(),
+           variants=(
+               Variant("v1", "V1", (), (0, 0), args_for=_FANOUT_PUBLISHING),
+               Variant("v2", "V2", (), (1, 0), args_for=_FANOUT_PUBLISHING),
+               Variant("stall", "V1, one viewer stalled", (), (0, 1), args_for=_FANOUT_PUBLISHING),
+               Variant("redis", "V2, --num-procs 2 --backend redis", ("--num-procs", "2"), (1, 0),
+                       args_for=(("bokeh-flask", ("--publishing", "--backend", "redis")),),
+                       only=("bokeh-flask",), optional=True),
+           ),
+           combine=combine_fanout),
 )
 
 METRICS_BY_NAME = {m.name: m for m in METRICS}

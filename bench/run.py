@@ -256,7 +256,10 @@ def run_metric(metric: Metric, spec: ServerSpec, args, logs_dir: Path,
     safe = spec.label.replace("#", "-")
     stem = f"{metric.name}-{variant.key}-{safe}" if variant else f"{metric.name}-{safe}"
     name = f"{metric.name} {variant.label}" if variant else metric.name
-    extra_args = metric.extra_args(args.profile) + (list(variant.extra_args) if variant else [])
+    if variant is not None and not variant.applies_to(spec.name):
+        return {"_skipped": f"{variant.label} runs on {', '.join(variant.only)} only"}
+    extra_args = metric.extra_args(args.profile) + (
+        list(variant.extra_args) + variant.args_for_server(spec.name) if variant else [])
     env: dict[str, str] = {}
     doc_log = None
     if metric.count_docs:
@@ -270,6 +273,9 @@ def run_metric(metric: Metric, spec: ServerSpec, args, logs_dir: Path,
         server.start()
     except ServerStartError as exc:
         msg = f"{spec.label} failed to start ({spec.describe()}): {exc}"
+        if variant is not None and variant.optional:
+            log(f"{name}: skipped: {msg}")
+            return {"_skipped": f"{spec.label} did not start with {' '.join(extra_args)}: skipped. {exc}"}
         if variant is None:
             # the server is unusable: skip its remaining metrics.  A variant's
             # start failure (e.g. only --num-procs 4 fails) stays with that variant.
@@ -424,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
                     part = res["_variants"].get(variant.key, {})
                     if "error" in part:
                         errors.append(f"{metric.name} {variant.label} on {spec.label}: {part['error']}")
+                    elif "_skipped" in part:
+                        if variant.applies_to(spec.name):
+                            notes[f"{metric.name} {variant.label} / {spec.label}"] = part["_skipped"]
                     elif part.get("_note"):
                         notes[f"{metric.name} {variant.label} / {spec.label}"] = note_text(part)
             elif res.get("_note"):
