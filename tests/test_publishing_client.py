@@ -320,6 +320,10 @@ def test_list_docs_and_delete(server, registered):
     assert gone.value.status == 404
     with pytest.raises(PublishError, match="No document"):
         frank.pull()
+    # the name is free again: pushing it makes a new document (version 1), which pull shows
+    frank.push(note_document("again"))
+    assert frank.info()["version"] == 1
+    assert note(frank.use_doc(one).pull()) == "again"
 
 
 def test_only_the_owner_overwrites(server, registered, sessions):
