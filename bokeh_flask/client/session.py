@@ -254,6 +254,10 @@ class Session:
             if status in (401, 403):
                 raise PublishError(status, f"The server refused the websocket for document {docid!r}: it "
                                            f"belongs to another user, or you are not logged in — {LOGIN_HINT}") from e
+            if status == 404:
+                raise PublishError(status, f"No document {docid!r} at {self.root_url} (or it is another user's "
+                                           f"private document, hidden until you log in: {LOGIN_HINT}; or the "
+                                           f"server was started without --publishing)") from e
             raise PublishError(status, f"Could not open the websocket {url} ({e}): is the server started "
                                        f"with --publishing?") from e
         connection = DocumentConnection(websocket, setter=self, timeout=self.timeout, url=url)

@@ -123,6 +123,12 @@ class PublishedSession(ServerSession):
 
         return self.with_document_locked(replace)
 
+    def pull(self, message: t.Any, connection: Subscriber) -> t.Any:
+        """PULL-DOC-REQ: the stored document; one never stored (a new name) has nothing to pull."""
+        if self.version == 0:
+            raise StoreError(f"No document {self.docid!r}: push one first")
+        return super().pull(message, connection)
+
     def patch(self, message: t.Any, connection: Subscriber) -> t.Any:
         """PATCH-DOC: from an owner, stored and sent on; from a viewer, kept in their page only."""
         user = self._writers.get(connection)
@@ -268,6 +274,8 @@ class Publications:
         """This process's live copy of ``docid`` (built from ``stored`` if there is none yet)."""
         with self._lock:
             session = self._live.get(docid)
+            if session is not None and stored is None and session.version > 0:
+                session.destroy()  # deleted from the store: a new document may take the name
             if session is None or session.destroyed:
                 document = load_document(stored.doc_json) if stored is not None else Document()
                 document.models.flush_synced()  # every viewer pulls it whole: patches refer to its models by id

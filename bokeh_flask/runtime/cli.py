@@ -42,12 +42,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_user_commands(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=("shelve", "redis"), default="shelve",
+def _add_store_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """The store's options; ``suppress`` (an action's parser): absent ones leave the value given before the action."""
+    def default(value: t.Any) -> t.Any:
+        return argparse.SUPPRESS if suppress else value
+
+    p.add_argument("--backend", choices=("shelve", "redis"), default=default("shelve"),
                    help="the store the server uses (default: shelve, the file store)")
-    p.add_argument("--data-directory", default="bokeh_data", help="the file store's folder (default: bokeh_data)")
-    p.add_argument("--redis-url", default=None, help="the Redis store (default: redis://127.0.0.1:7001/0)")
-    actions = p.add_subparsers(dest="action", required=True, parser_class=_OneLineParser)
+    p.add_argument("--data-directory", default=default("bokeh_data"),
+                   help="the file store's folder (default: bokeh_data)")
+    p.add_argument("--redis-url", default=default(None), help="the Redis store (default: redis://127.0.0.1:7001/0)")
+
+
+class _UserActions(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """``user`` actions that also take the store's options after the action (``user add alice --data-directory d``)."""
+
+    def add_parser(self, name: str, **kwargs: t.Any) -> argparse.ArgumentParser:
+        parser = super().add_parser(name, **kwargs)
+        _add_store_options(parser, suppress=True)
+        return parser
+
+
+def _add_user_commands(p: argparse.ArgumentParser) -> None:
+    _add_store_options(p)
+    p.register("action", "user_actions", _UserActions)
+    actions = p.add_subparsers(dest="action", required=True, parser_class=_OneLineParser, action="user_actions")
     add = actions.add_parser("add", help="add a user (password read from the terminal, or --password-stdin)")
     add.add_argument("name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

@@ -17,7 +17,7 @@ from bokeh_flask.embed import autoload_server
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
-  <head><meta charset="utf-8"><title>Our quarterly numbers</title></head>
+  <head><meta charset="utf-8"><link rel="icon" href="data:,"><title>Our quarterly numbers</title></head>
   <body>
     <h1>Our quarterly numbers</h1>
     <p>Published with bokeh-flask; this page only embeds the public link.</p>
