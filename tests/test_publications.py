@@ -259,3 +259,29 @@ def test_a_page_view_catches_up_with_a_store_that_is_ahead(world):
     again = workers[1].live("quarterly", store.get("quarterly"))
     assert again is session_b and session_b.version == 2
     assert session_b.document.get_model_by_name("slider").value == 9.0
+
+
+def test_viewers_pulling_one_version_share_one_serialisation(world, monkeypatch):
+    import bokeh_flask.core.publications as publications
+
+    clock, store, workers, _ = world
+    session, owner, _, document = push(workers)
+    made = []
+    real = publications.pull_reply
+    monkeypatch.setattr(publications, "pull_reply", lambda *a, **k: made.append(1) or real(*a, **k))
+    replies = []
+    for _ in range(3):
+        viewer, transport = connect(session, None)
+        send(viewer, Protocol().create("PULL-DOC-REQ"))
+        replies.append(transport.messages()[-1])
+    assert len(made) == 1
+    assert [h["msgtype"] for h, _ in replies] == ["PULL-DOC-REPLY"] * 3
+    assert len({h["msgid"] for h, _ in replies}) == 3 and replies[0][1] == replies[2][1]
+    send(owner, slider_patch(document, 6.0))
+    viewer, transport = connect(session, None)
+    send(viewer, Protocol().create("PULL-DOC-REQ"))
+    header, content = transport.messages()[-1]
+    assert len(made) == 2 and header["reqid"] != replies[0][0]["reqid"]
+    pulled = Document.from_json(content["doc"]) if "num_buffers" not in header else None
+    if pulled is not None:
+        assert pulled.get_model_by_name("slider").value == 6.0

@@ -21,6 +21,7 @@ import os
 import typing as t
 import uuid
 import weakref
+from dataclasses import dataclass
 
 from bokeh.core.json_encoder import serialize_json
 from bokeh.core.serialization import Buffer, Serialized
@@ -28,6 +29,7 @@ from bokeh.document import Document
 
 from .errors import StoreConflict, StoreError
 from .ratelimit import LoginLimiter, failure_log_of
+from .messages import pull_reply
 from .scheduling import Scheduler
 from .sessions import ServerSession, Subscriber
 from .store import DocumentChange, DocumentStore, StoredDocument, publish_change, published_flag
@@ -86,6 +88,9 @@ class PublishedSession(ServerSession):
         self._shadow: Document | None = None
         #: the connection whose PUSH-DOC is being applied (it is not sent its own replacement)
         self._pusher: Subscriber | None = None
+        #: changes seen so far, and the PULL-DOC-REPLY of the document as it was at a count of them
+        self._changes_seen = 0
+        self._pull_cache: tuple[int, PreparedReply] | None = None
 
     def _send_patches(self, events: list[t.Any], origin: Subscriber | None) -> None:
         pusher, self._pusher = self._pusher, None
@@ -97,6 +102,26 @@ class PublishedSession(ServerSession):
             super()._send_patches(events, origin)
         finally:
             self._subscribers.add(pusher)
+
+    def _document_patched(self, event: t.Any) -> None:
+        self._changes_seen += 1
+        super()._document_patched(event)
+
+    def pull(self, message: t.Any, connection: Subscriber) -> t.Any:
+        """PULL-DOC-REPLY, serialised once per version of the document and shared by every viewer that pulls it
+        (a crowd of viewers arriving would otherwise serialise it once each, holding the lock). One never
+        stored (a new name) has nothing to pull."""
+        if self.version == 0:
+            raise StoreError(f"No document {self.docid!r}: push one first")
+
+        def reply() -> PreparedReply:
+            cached = self._pull_cache
+            if cached is None or cached[0] != self._changes_seen:
+                made = pull_reply("", self.document)
+                cached = self._pull_cache = (self._changes_seen, PreparedReply.of(made))
+            return cached[1].answering(message.header["msgid"])
+
+        return self.with_document_locked(reply)
 
     def allow_writes(self, connection: Subscriber, user: str) -> None:
         self._writers[connection] = user
@@ -122,12 +147,6 @@ class PublishedSession(ServerSession):
             return connection.ok(message)
 
         return self.with_document_locked(replace)
-
-    def pull(self, message: t.Any, connection: Subscriber) -> t.Any:
-        """PULL-DOC-REQ: the stored document; one never stored (a new name) has nothing to pull."""
-        if self.version == 0:
-            raise StoreError(f"No document {self.docid!r}: push one first")
-        return super().pull(message, connection)
 
     def patch(self, message: t.Any, connection: Subscriber) -> t.Any:
         """PATCH-DOC: from an owner, stored and sent on; from a viewer, kept in their page only."""
@@ -250,6 +269,36 @@ class PublishedSession(ServerSession):
         self.document.replace_with_json(json.loads(stored.doc_json))
         self.version, self._stored_json = stored.version, stored.doc_json
         self._shadow = None
+
+
+@dataclass(frozen=True)
+class PreparedReply:
+    """A reply's serialised metadata, content and buffers, reusable with another request's header."""
+
+    msgtype: str
+    metadata_json: str
+    content_json: str
+    buffers: tuple[t.Any, ...]
+
+    @classmethod
+    def of(cls, message: t.Any) -> PreparedReply:
+        return cls(message.msgtype, message.metadata_json, message.content_json, tuple(message.buffers))
+
+    def answering(self, request_id: str) -> PreparedReply:
+        header = {"msgid": uuid.uuid4().hex, "msgtype": self.msgtype, "reqid": request_id}
+        if self.buffers:
+            header["num_buffers"] = len(self.buffers)
+        return _Answer(json.dumps(header), self)
+
+
+class _Answer:
+    """One reply made of a :class:`PreparedReply` and its own header (what ``message_frames`` reads)."""
+
+    def __init__(self, header_json: str, prepared: PreparedReply) -> None:
+        self.header_json = header_json
+        self.metadata_json = prepared.metadata_json
+        self.content_json = prepared.content_json
+        self.buffers = prepared.buffers
 
 
 class Publications:
