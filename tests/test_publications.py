@@ -14,7 +14,7 @@ from bokeh.models import ColumnDataSource, Slider
 from bokeh.protocol import Protocol
 
 from bokeh_flask.core.connection import ServerConnection
-from bokeh_flask.core.publications import Publications, decode_change, encode_change
+from bokeh_flask.core.publications import Publications, decode_change, encode_change, materialize
 from bokeh_flask.core.store import MemoryStore, StoreError
 from tests.support.clock import ManualScheduler
 from tests.support.recording import RecordingTransport
@@ -95,7 +95,7 @@ def test_an_owner_push_is_stored_whole_and_reaches_viewers(world):
     assert transport.types()[-1] == "OK"
     stored = store.get("quarterly")
     assert stored.owner == "alice" and stored.version == 1 and stored.title == "Quarterly"
-    assert Document.from_json(json.loads(stored.doc_json)).get_model_by_name("slider").value == 1.0
+    assert materialize(stored).get_model_by_name("slider").value == 1.0
     assert session.version == 1 and feeds[0].sent[-1].version == 1
 
 
@@ -106,7 +106,7 @@ def test_an_owner_patch_is_stored_then_applied_and_sent_to_other_viewers(world):
     send(owner, slider_patch(document, 7.0))
     stored = store.get("quarterly")
     assert stored.version == 2
-    assert Document.from_json(json.loads(stored.doc_json)).get_model_by_name("slider").value == 7.0
+    assert materialize(stored).get_model_by_name("slider").value == 7.0
     assert session.document.get_model_by_name("slider").value == 7.0
     header, content = viewer_transport.messages()[-1]
     assert header["msgtype"] == "PATCH-DOC" and content["events"][0]["new"] == 7.0
@@ -189,12 +189,12 @@ def test_a_write_after_another_process_wrote_catches_up_first(world):
     session_b = workers[1].live("quarterly", store.get("quarterly"))
     owner_b, _ = connect(session_b, "alice")
     send(owner_a, slider_patch(document, 2.0))  # b has not heard of it
-    doc_b = Document.from_json(json.loads(store.get("quarterly").doc_json))
+    doc_b = materialize(store.get("quarterly"))
     events = []
     doc_b.on_change(lambda event: events.append(event))
     doc_b.get_model_by_name("cds").data = {"y": np.arange(4, dtype="float64")}
     send(owner_b, Protocol().create("PATCH-DOC", events))
-    stored = Document.from_json(json.loads(store.get("quarterly").doc_json))
+    stored = materialize(store.get("quarterly"))
     assert store.get("quarterly").version == 3
     assert stored.get_model_by_name("slider").value == 2.0 and len(stored.get_model_by_name("cds").data["y"]) == 4
     assert session_b.document.get_model_by_name("slider").value == 2.0
@@ -285,3 +285,43 @@ def test_viewers_pulling_one_version_share_one_serialisation(world, monkeypatch)
     pulled = Document.from_json(content["doc"]) if "num_buffers" not in header else None
     if pulled is not None:
         assert pulled.get_model_by_name("slider").value == 6.0
+
+
+def test_patches_are_appended_and_folded_into_a_snapshot_when_idle(world):
+    from bokeh_flask.core import publications
+
+    clock, store, workers, _ = world
+    session, owner, _, document = push(workers)
+    for value in (3.0, 4.0, 5.0):
+        send(owner, slider_patch(document, value))
+    stored = store.get("quarterly")
+    assert stored.version == 4 and len(stored.pending) == 3  # three changes, no whole-document write
+    other = Publications(store, clock, ListFeed(), origin="c").live("quarterly", stored)
+    assert other.document.get_model_by_name("slider").value == 5.0  # a reader applies them to the snapshot
+    clock.advance(publications.SNAPSHOT_IDLE_SECONDS + 0.1)
+    stored = store.get("quarterly")
+    assert stored.version == 4 and stored.pending == ()
+    assert materialize(stored).get_model_by_name("slider").value == 5.0
+
+
+def test_many_patches_are_folded_in_without_waiting(world, monkeypatch):
+    from bokeh_flask.core import publications
+
+    monkeypatch.setattr(publications, "SNAPSHOT_EVERY_CHANGES", 2)
+    clock, store, workers, _ = world
+    session, owner, _, document = push(workers)
+    send(owner, slider_patch(document, 3.0))
+    assert len(store.get("quarterly").pending) == 1
+    send(owner, slider_patch(document, 4.0))
+    assert store.get("quarterly").pending == () and store.get("quarterly").version == 3
+
+
+def test_a_patch_that_does_not_apply_is_refused_and_stores_nothing(world):
+    clock, store, workers, _ = world
+    session, owner, transport, _ = push(workers)
+    bad = Protocol().assemble(json.dumps({"msgid": "bad1", "msgtype": "PATCH-DOC"}), "{}", json.dumps(
+        {"events": [{"kind": "ModelChanged", "model": {"id": "no-such-model"}, "attr": "value", "new": 1}]}))
+    send(owner, bad)
+    header, content = transport.messages()[-1]
+    assert header["msgtype"] == "ERROR"
+    assert store.get("quarterly").version == 1 and store.get("quarterly").pending == ()

@@ -81,7 +81,7 @@ def test_publishing_listing_and_deleting(store):
     store.put(doc("c", "bob"), based_on=0)
     published = store.set_public("b", True)
     assert published.public is True and published.version == 2  # a version of its own: every process hears of it
-    assert published.doc_json == store.get("a").doc_json  # the document itself is unchanged
+    assert store.get("b").doc_json == store.get("a").doc_json  # the snapshot itself is unchanged
     assert [d.docid for d in store.list(owner="alice")] == ["a", "b"]
     assert [d.docid for d in store.list(public=True)] == ["b"]
     assert store.put(doc("b", "alice"), based_on=2).public is True  # a new version stays published
@@ -343,3 +343,31 @@ def test_publishing_is_recorded_as_a_change_the_other_processes_read(tmp_path):
     store.set_public("quarterly", True)
     changes = FileStore(tmp_path / "data").changes_since("quarterly", 1)  # what another process's poll reads
     assert [(c.version, published_flag(c.change)) for c in changes] == [(2, True)]
+
+
+def test_changes_append_to_a_snapshot_until_the_next_one(store):
+    """A patch is one appended change (no whole-document write); a snapshot folds them in."""
+    from bokeh_flask.core.store import StoreConflict as Conflict
+
+    store.put(doc(text='{"v": 1}'), based_on=0)
+    assert store.append("quarterly", "alice", 1, change(1)).version == 2
+    assert store.append("quarterly", "alice", 2, change(2)).version == 3
+    stored = store.get("quarterly")
+    assert (stored.doc_json, stored.pending, stored.snapshot_version) == ('{"v": 1}', (change(1), change(2)), 1)
+    with pytest.raises(Conflict, match="at version 3, not 2"):
+        store.append("quarterly", "alice", 2, change(9))
+    with pytest.raises(Conflict, match="belongs to another user"):
+        store.append("quarterly", "mallory", 3, change(9))
+    with pytest.raises(StoreError, match="No document"):
+        store.append("missing", "alice", 0, change(9))
+    with pytest.raises(StoreError, match="max document size"):  # the snapshot and its changes count together
+        store.append("quarterly", "alice", 3, "x" * 10_000)
+    assert store.get("quarterly").version == 3
+    assert store.snapshot("quarterly", 2, '{"v": "stale"}', "Old") is False  # the document has moved on
+    assert store.snapshot("quarterly", 3, '{"v": 3}', "Q3") is True
+    stored = store.get("quarterly")
+    assert (stored.doc_json, stored.pending, stored.version, stored.title) == ('{"v": 3}', (), 3, "Q3")
+    store.append("quarterly", "alice", 3, change(4))
+    assert store.put(doc(text='{"v": "whole"}'), based_on=4).pending == ()  # a whole write drops the changes
+    assert store.get("quarterly").pending == () and store.get("quarterly").doc_json == '{"v": "whole"}'
+    assert store.delete("quarterly") and store.get("quarterly") is None

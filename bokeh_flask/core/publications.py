@@ -42,6 +42,10 @@ ACCESS_KEY = "bokeh_flask_access"
 WRITE_RETRIES = 3
 #: the close code for viewers of a document that is no longer published (RFC 6455 policy violation)
 POLICY_VIOLATION = 1008
+#: the writer folds its changes into a new snapshot after this many ...
+SNAPSHOT_EVERY_CHANGES = 100
+#: ... or once no change came for this long (seconds)
+SNAPSHOT_IDLE_SECONDS = 2.0
 
 
 class ReadOnly(Exception):
@@ -70,6 +74,20 @@ def load_document(doc_json: str) -> Document:
     return Document.from_json(json.loads(doc_json))
 
 
+def apply_changes(document: Document, changes: t.Iterable[str]) -> None:
+    """Apply stored change texts (publishing flags change no content) to ``document``."""
+    for change in changes:
+        if published_flag(change) is None:
+            document.apply_json_patch(decode_change(change), setter=None)
+
+
+def materialize(stored: StoredDocument) -> Document:
+    """The whole document a store holds: its snapshot with the pending changes applied."""
+    document = load_document(stored.doc_json) if stored.doc_json else Document()
+    apply_changes(document, stored.pending)
+    return document
+
+
 class PublishedSession(ServerSession):
     """The live copy of one published document in this process, shared by all its viewers."""
 
@@ -80,8 +98,12 @@ class PublishedSession(ServerSession):
         #: the stored version the live document shows (0: not stored yet)
         self.version = stored.version if stored is not None else 0
         self.public = stored.public if stored is not None else False
-        self._stored_json = stored.doc_json if stored is not None else None
+        #: what the store held at ``version``, when known (None: read it again when needed)
+        self._stored = stored
         self._publications = publications
+        #: changes this process stored since the last snapshot, and the timer of the next one
+        self._unsnapshotted = 0
+        self._snapshot_timer: t.Any = None
         #: connections that may write, and the user each writes as
         self._writers: weakref.WeakKeyDictionary[Subscriber, str] = weakref.WeakKeyDictionary()
         #: the stored document at ``version``, changed first by each write (rebuilt when in doubt)
@@ -123,6 +145,11 @@ class PublishedSession(ServerSession):
 
         return self.with_document_locked(reply)
 
+    def destroy(self) -> None:
+        if self._snapshot_timer is not None:
+            self._snapshot_timer.cancel()
+        super().destroy()
+
     def allow_writes(self, connection: Subscriber, user: str) -> None:
         self._writers[connection] = user
 
@@ -140,48 +167,48 @@ class PublishedSession(ServerSession):
         def replace() -> t.Any:
             candidate = Document.from_json(Serialized(message.content["doc"], message.buffers))
             text = document_json(candidate)
-            self._store(lambda shadow: (text, candidate.title), user, change=None)
+            self._write(lambda: self._publications.store.put(
+                StoredDocument(self.docid, user, text, title=candidate.title, public=self.public),
+                based_on=self.version), user, None)
             self._pusher = connection  # it has this document already: the replacement goes to the others
             self.document.replace_with_json(json.loads(text))
-            self._shadow = None
+            self._shadow, self._unsnapshotted = None, 0
             return connection.ok(message)
 
         return self.with_document_locked(replace)
 
     def patch(self, message: t.Any, connection: Subscriber) -> t.Any:
-        """PATCH-DOC: from an owner, stored and sent on; from a viewer, kept in their page only."""
+        """PATCH-DOC: from an owner, checked on the shadow, stored and sent on; from a viewer, kept in their
+        page only."""
         user = self._writers.get(connection)
         if user is None:
             log.debug("Dropping a read-only viewer's change to %s", self.docid)
             return connection.ok(message)
         change = encode_change(message)
 
-        def on_shadow(shadow: Document) -> tuple[str, str]:
-            message.apply_to_document(shadow)
-            return document_json(shadow), shadow.title
-
         def apply() -> t.Any:
-            self._store(on_shadow, user, change=change)
+            def append() -> StoredDocument:
+                message.apply_to_document(self._shadow_document())  # a change that does not apply is refused here
+                return self._publications.store.append(self.docid, user, self.version, change)
+
+            self._write(append, user, change)
             self._patch_origin = connection
             message.apply_to_document(self.document, self)
+            self._unsnapshotted += 1
+            self._plan_snapshot()
             return connection.ok(message)
 
         return self.with_document_locked(apply)
 
     # -- writing ---------------------------------------------------------------
 
-    def _store(self, make: t.Callable[[Document], tuple[str, str]], user: str, change: str | None) -> None:
-        """Apply ``make`` to the shadow, store the result; catch up and retry if another process wrote first.
-
-        Nothing reaches the live document unless the write was stored.
-        """
+    def _write(self, write: t.Callable[[], StoredDocument], user: str, change: str | None) -> None:
+        """Store one write; catch up and retry if another process wrote first. Nothing reaches the live
+        document unless the write was stored."""
         store = self._publications.store
         for attempt in range(WRITE_RETRIES + 1):
-            shadow = self._shadow_document()
             try:
-                text, title = make(shadow)
-                stored = store.put(StoredDocument(self.docid, user, text, title=title, public=self.public),
-                                   based_on=self.version, change=change)
+                stored = write()
             except StoreConflict:
                 self._shadow = None
                 latest = store.get(self.docid)
@@ -194,22 +221,47 @@ class PublishedSession(ServerSession):
             except BaseException:
                 self._shadow = None  # it may hold half of the refused change
                 raise
-            self.version, self.public, self._stored_json = stored.version, stored.public, stored.doc_json
-            self._shadow = shadow
+            self.version, self.public = stored.version, stored.public
+            self._stored = stored if stored.doc_json else None
             self._publications.announce(DocumentChange(self.docid, stored.version, change,
                                                        self._publications.origin))
             return
 
     def _shadow_document(self) -> Document:
+        """The document at ``version`` that writes are tried on first (the store's, rebuilt when in doubt)."""
         if self._shadow is None:
-            if self._stored_json is None and self.version:
+            stored = self._stored if self._stored is not None and self._stored.version == self.version else None
+            if stored is None and self.version:
                 stored = self._publications.store.get(self.docid)
                 if stored is not None and stored.version != self.version:
                     self._reload(stored)
-                elif stored is not None:
-                    self._stored_json = stored.doc_json
-            self._shadow = load_document(self._stored_json) if self._stored_json else Document()
+            self._shadow = materialize(stored) if stored is not None else Document()
         return self._shadow
+
+    def _plan_snapshot(self) -> None:
+        """Fold the changes into a snapshot now and then, so readers apply few of them."""
+        if self._unsnapshotted >= SNAPSHOT_EVERY_CHANGES:
+            self.take_snapshot()
+            return
+        if self._snapshot_timer is not None:
+            self._snapshot_timer.cancel()
+        self._snapshot_timer = self.scheduler.call_later(
+            SNAPSHOT_IDLE_SECONDS, lambda: self.with_document_locked(self.take_snapshot))
+
+    def take_snapshot(self) -> None:
+        """Store the shadow whole as the snapshot at ``version`` (under the lock; failures only logged)."""
+        if self._unsnapshotted == 0 or self._shadow is None:
+            return
+        try:
+            written = self._publications.store.snapshot(self.docid, self.version, document_json(self._shadow),
+                                                        self._shadow.title)
+        except StoreError as error:
+            log.warning("Could not store a snapshot of %s (%s); its changes are kept and it is tried again",
+                        self.docid, error)
+            return
+        self._unsnapshotted = 0
+        log.debug("Snapshot of %s at version %d %s", self.docid, self.version,
+                  "stored" if written else "skipped: the document has moved on")
 
     # -- changes made elsewhere --------------------------------------------------
 
@@ -228,7 +280,7 @@ class PublishedSession(ServerSession):
                 log.warning("Could not apply change %d of %s (%s); reloading it", change.version, self.docid, error)
             else:
                 self.version = change.version
-                self._stored_json = None  # stale now; the shadow follows the change, or is rebuilt from the store
+                self._stored = None  # stale now; the shadow follows the change, or is rebuilt from the store
                 if self._shadow is not None:
                     try:
                         self._shadow.apply_json_patch(decode_change(change.change), setter=None)
@@ -265,9 +317,11 @@ class PublishedSession(ServerSession):
                      self.docid, os.getpid())
 
     def _reload(self, stored: StoredDocument) -> None:
-        """Show ``stored`` in place of the live document (its viewers get the new roots)."""
+        """Show ``stored`` in place of the live document: its viewers get the snapshot's roots, then its
+        pending changes as patches."""
         self.document.replace_with_json(json.loads(stored.doc_json))
-        self.version, self._stored_json = stored.version, stored.doc_json
+        apply_changes(self.document, stored.pending)
+        self.version, self._stored = stored.version, stored
         self._shadow = None
 
 
@@ -326,7 +380,7 @@ class Publications:
             if session is not None and stored is None and session.version > 0:
                 session.destroy()  # deleted from the store: a new document may take the name
             if session is None or session.destroyed:
-                document = load_document(stored.doc_json) if stored is not None else Document()
+                document = materialize(stored) if stored is not None else Document()
                 document.models.flush_synced()  # every viewer pulls it whole: patches refer to its models by id
                 session = PublishedSession(docid, document, self._scheduler, self, stored)
                 self._live[docid] = session
@@ -364,6 +418,7 @@ class Publications:
         if self.feed is not None:
             self.feed.stop()
         for session in list(self._live.values()):
+            session.with_document_locked(session.take_snapshot)  # changes not folded in yet
             session.destroy()
         self._live.clear()
 
@@ -395,5 +450,6 @@ class Publications:
             with self._lock:
                 if self._live.get(session.docid) is session and session.is_unused(lifetime_ms):
                     del self._live[session.docid]
+                    session.with_document_locked(session.take_snapshot)
                     session.destroy()
         return len(unused)

@@ -1,9 +1,11 @@
 """Published documents: what a store keeps, the interface every backend offers, and the memory backend.
 
 A published document (the original Flask Bokeh server's ``use_doc`` / ``publish``) is
-kept as bokeh's own JSON of the whole document, with its owner, its title, whether
-anyone may view it (``?public=true``) and a version that grows by one with every
-write. Writers say which version they read: a write based on an older one is a
+kept as bokeh's own JSON of the whole document (a snapshot), the changes made since
+(``pending``: each owner's patch is one; serialising a whole document takes ~13 ms for a
+small plot, far too long for every patch), its owner, its title, whether anyone may view
+it (``?public=true``) and a version that grows by one with every write. The writer
+folds the pending changes into a new snapshot from time to time (:meth:`snapshot`). Writers say which version they read: a write based on an older one is a
 :class:`StoreConflict`, never a silent overwrite, so two workers (or hosts) writing at
 once cannot lose each other's changes. Backends: :class:`MemoryStore` here (one
 process), the file store and the Redis store in :mod:`bokeh_flask.runtime.stores`.
@@ -41,6 +43,18 @@ class StoredDocument:
     #: 1 for the first write, one more for each write after it
     version: int = 0
     updated: float = 0.0
+    #: change texts after ``doc_json`` (oldest first): ``doc_json`` is the document at ``version - len(pending)``
+    pending: tuple[str, ...] = ()
+
+    @property
+    def snapshot_version(self) -> int:
+        """The version ``doc_json`` shows."""
+        return self.version - len(self.pending)
+
+    @property
+    def size(self) -> int:
+        """Bytes of JSON kept for it: the snapshot and the changes since."""
+        return len(self.doc_json.encode("utf-8")) + sum(len(c.encode("utf-8")) for c in self.pending)
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,19 @@ class DocumentStore(t.Protocol):
         ``based_on`` is not the latest version or the name belongs to another owner.
         """
 
+    def append(self, docid: str, owner: str, based_on: int, change: str) -> StoredDocument:
+        """Record one more change of ``owner``'s document at version ``based_on`` (its snapshot stays).
+
+        Returns the new version's details (``doc_json`` and ``pending`` may be left out: read it to have them).
+
+        :class:`StoreConflict` as for :meth:`put`; :class:`StoreError` when the document would be
+        over the size limit, or does not exist.
+        """
+
+    def snapshot(self, docid: str, version: int, doc_json: str, title: str) -> bool:
+        """Make ``doc_json`` (the whole document at ``version``) the snapshot, dropping the changes it
+        folds in; False (nothing written) if the document is no longer at ``version``."""
+
     def set_public(self, docid: str, public: bool) -> StoredDocument: ...
 
     def delete(self, docid: str) -> bool: ...
@@ -120,11 +147,40 @@ def set_public_by_writing(store: DocumentStore, docid: str, public: bool, attemp
         if current is None:
             raise StoreError(f"No document {docid!r}")
         try:
-            return store.put(current, based_on=current.version, change=publish_change(public))
+            return store.append(docid, current.owner, current.version, publish_change(public))
         except StoreConflict:
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def appended(current: StoredDocument | None, docid: str, owner: str, based_on: int, change: str,
+             max_bytes: int, current_size: int | None = None) -> StoredDocument:
+    """The document after :meth:`DocumentStore.append`, after every check a backend must make.
+
+    ``current_size`` is the stored size when ``current`` was read without its JSON (``current.size`` else).
+    """
+    if current is None:
+        raise StoreError(f"No document {docid!r}: push it whole first")
+    if current.owner != owner:
+        raise StoreConflict(f"Document {docid!r} belongs to another user")
+    if based_on != current.version:
+        raise StoreConflict(f"Document {docid!r} is at version {current.version}, not {based_on}: pull it, then "
+                            "write again")
+    size = (current.size if current_size is None else current_size) + len(change.encode("utf-8"))
+    if size > max_bytes:
+        raise StoreError(f"Document {docid!r} would be {size} bytes, over the {max_bytes} bytes a document may "
+                         "have (the server's max document size)")
+    flag = published_flag(change)
+    return replace(current, version=current.version + 1, pending=(*current.pending, change),
+                   public=current.public if flag is None else flag, updated=time.time())
+
+
+def snapshotted(current: StoredDocument | None, version: int, doc_json: str, title: str) -> StoredDocument | None:
+    """The document after :meth:`DocumentStore.snapshot`, or None when it is not at ``version`` any more."""
+    if current is None or current.version != version:
+        return None
+    return replace(current, doc_json=doc_json, title=title, pending=())
 
 
 def next_version(current: StoredDocument | None, document: StoredDocument, based_on: int,
@@ -145,7 +201,8 @@ def next_version(current: StoredDocument | None, document: StoredDocument, based
                             "write again")
     public = current.public if current is not None else document.public
     flag = published_flag(change)
-    return replace(document, version=latest + 1, public=public if flag is None else flag, updated=time.time())
+    return replace(document, version=latest + 1, public=public if flag is None else flag, updated=time.time(),
+                   pending=())
 
 
 class MemoryStore:
@@ -167,6 +224,19 @@ class MemoryStore:
                                   change)
             self._documents[stored.docid] = stored
             return stored
+
+    def append(self, docid: str, owner: str, based_on: int, change: str) -> StoredDocument:
+        with self._lock:
+            stored = appended(self._documents.get(docid), docid, owner, based_on, change, self.max_document_bytes)
+            self._documents[docid] = stored
+            return stored
+
+    def snapshot(self, docid: str, version: int, doc_json: str, title: str) -> bool:
+        with self._lock:
+            stored = snapshotted(self._documents.get(docid), version, doc_json, title)
+            if stored is not None:
+                self._documents[docid] = stored
+            return stored is not None
 
     def set_public(self, docid: str, public: bool) -> StoredDocument:
         return set_public_by_writing(self, docid, public)

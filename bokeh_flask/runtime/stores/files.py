@@ -24,13 +24,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from ...core.store import (DEFAULT_MAX_DOCUMENT_BYTES, DocumentChange, StoreConflict, StoredDocument, StoreError,
-                           check_docid, next_version, set_public_by_writing)
+                           appended, check_docid, next_version, set_public_by_writing,
+                           snapshotted)
 from ...core.users import UserRecord, check_username
 
 FILENAME = "documents.sqlite3"
 #: how long a write waits for another process's transaction (seconds)
 LOCK_TIMEOUT_SECONDS = 10.0
-_COLUMNS = "docid, owner, doc_json, title, public, version, updated"
+_COLUMNS = "docid, owner, doc_json, title, public, version, updated, snapshot_version"
 #: how many of a document's latest changes are kept for readers catching up
 KEPT_CHANGES = 200
 
@@ -135,13 +136,18 @@ class FileStore(_UsersMixin, _FailuresMixin):
         db = self._connect()  # closed at once: an open connection must not be inherited by a forked worker
         try:
             db.execute("PRAGMA journal_mode=WAL")
+            # doc_json is the document at snapshot_version; the changes after it complete it
             db.execute("CREATE TABLE IF NOT EXISTS documents (docid TEXT PRIMARY KEY, owner TEXT NOT NULL, "
                        "doc_json TEXT NOT NULL, title TEXT NOT NULL, public INTEGER NOT NULL, "
-                       "version INTEGER NOT NULL, updated REAL NOT NULL)")
+                       "version INTEGER NOT NULL, updated REAL NOT NULL, snapshot_version INTEGER NOT NULL)")
             db.execute("CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, "
                        "api_key_hashes TEXT NOT NULL, created REAL NOT NULL)")
             db.execute("CREATE TABLE IF NOT EXISTS login_failures (key TEXT NOT NULL, at REAL NOT NULL)")
             db.execute("CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key, at)")
+            columns = [row[1] for row in db.execute("PRAGMA table_info(documents)")]
+            if "snapshot_version" not in columns:  # a file of an earlier bokeh-flask: every row was a snapshot
+                db.execute("ALTER TABLE documents ADD COLUMN snapshot_version INTEGER NOT NULL DEFAULT 0")
+                db.execute("UPDATE documents SET snapshot_version = version")
             # change is NULL for a write whose change was not given: readers reload at that version
             db.execute("CREATE TABLE IF NOT EXISTS changes (docid TEXT NOT NULL, version INTEGER NOT NULL, "
                        "change TEXT, PRIMARY KEY (docid, version))")
@@ -155,13 +161,29 @@ class FileStore(_UsersMixin, _FailuresMixin):
             raise StoreError(f"Cannot open the document store {self.path}: {error}") from error
 
     def _row(self, db: sqlite3.Connection, docid: str) -> StoredDocument | None:
+        """The document with its pending changes (call inside a transaction: both are read at once)."""
         row = db.execute(f"SELECT {_COLUMNS} FROM documents WHERE docid = ?", (docid,)).fetchone()
-        return _document(row) if row else None
+        if not row:
+            return None
+        document, snapshot_version = _document(row), row[-1]
+        if document.version == snapshot_version:
+            return document
+        changes = db.execute("SELECT version, change FROM changes WHERE docid = ? AND version > ? ORDER BY version",
+                             (docid, snapshot_version)).fetchall()
+        if [v for v, _ in changes] != list(range(snapshot_version + 1, document.version + 1)) \
+                or any(c is None for _, c in changes):
+            raise StoreError(f"The changes of {docid!r} after its snapshot are missing from {self.path}: restore "
+                             "the file from a backup, or delete the document")
+        return replace(document, pending=tuple(c for _, c in changes))
 
     def get(self, docid: str) -> StoredDocument | None:
         db = self._connect()
         try:
-            return self._row(db, docid)
+            db.execute("BEGIN")
+            try:
+                return self._row(db, docid)
+            finally:
+                db.execute("COMMIT")
         finally:
             db.close()
 
@@ -174,13 +196,10 @@ class FileStore(_UsersMixin, _FailuresMixin):
             try:
                 stored = next_version(self._row(db, document.docid), document, based_on, self.max_document_bytes,
                                       change)
-                db.execute(f"INSERT OR REPLACE INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                db.execute(f"INSERT OR REPLACE INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            (stored.docid, stored.owner, stored.doc_json, stored.title, int(stored.public),
-                            stored.version, stored.updated))
-                db.execute("INSERT OR REPLACE INTO changes (docid, version, change) VALUES (?, ?, ?)",
-                           (stored.docid, stored.version, change))
-                db.execute("DELETE FROM changes WHERE docid = ? AND version <= ?",
-                           (stored.docid, stored.version - KEPT_CHANGES))
+                            stored.version, stored.updated, stored.version))
+                self._record(db, stored, change)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -188,6 +207,47 @@ class FileStore(_UsersMixin, _FailuresMixin):
             return stored
         except sqlite3.Error as error:
             raise StoreError(f"Writing {document.docid!r} to {self.path} failed: {error}") from error
+        finally:
+            db.close()
+
+    def _record(self, db: sqlite3.Connection, stored: StoredDocument, change: str | None) -> None:
+        """Keep ``change`` with its version, and the last :data:`KEPT_CHANGES` (never one after the snapshot)."""
+        db.execute("INSERT OR REPLACE INTO changes (docid, version, change) VALUES (?, ?, ?)",
+                   (stored.docid, stored.version, change))
+        db.execute("DELETE FROM changes WHERE docid = ? AND version <= ?",
+                   (stored.docid, min(stored.version - KEPT_CHANGES, stored.snapshot_version)))
+
+    def append(self, docid: str, owner: str, based_on: int, change: str) -> StoredDocument:
+        """See :meth:`~bokeh_flask.core.store.DocumentStore.append`: one row of ``changes`` and a new version."""
+        return self._write(docid, lambda current: appended(current, docid, owner, based_on, change,
+                                                           self.max_document_bytes), change)
+
+    def snapshot(self, docid: str, version: int, doc_json: str, title: str) -> bool:
+        return self._write(docid, lambda current: snapshotted(current, version, doc_json, title), None) is not None
+
+    def _write(self, docid: str, make: t.Callable[[StoredDocument | None], StoredDocument | None],
+               change: str | None) -> StoredDocument | None:
+        """One transaction: read the document, ``make`` its next state (None: nothing to write), write it."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                current = self._row(db, docid)
+                stored = make(current)
+                if stored is not None:
+                    db.execute("UPDATE documents SET doc_json = ?, title = ?, public = ?, version = ?, updated = ?, "
+                               "snapshot_version = ? WHERE docid = ?",
+                               (stored.doc_json, stored.title, int(stored.public), stored.version, stored.updated,
+                                stored.snapshot_version, docid))
+                    if current is not None and stored.version != current.version:
+                        self._record(db, stored, change)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return stored
+        except sqlite3.Error as error:
+            raise StoreError(f"Writing {docid!r} to {self.path} failed: {error}") from error
         finally:
             db.close()
 
@@ -264,6 +324,7 @@ def _user(row: t.Sequence[t.Any]) -> UserRecord:
 
 
 def _document(row: t.Sequence[t.Any]) -> StoredDocument:
-    docid, owner, doc_json, title, public, version, updated = row
+    """A row of ``documents`` (its pending changes are added by the caller)."""
+    docid, owner, doc_json, title, public, version, updated, _ = row
     return StoredDocument(docid=docid, owner=owner, doc_json=doc_json, title=title, public=bool(public),
                           version=version, updated=updated)

@@ -19,7 +19,7 @@ from dataclasses import replace
 import redis
 
 from ...core.store import (DEFAULT_MAX_DOCUMENT_BYTES, StoreConflict, StoredDocument, StoreError, StoreUnavailable,
-                           check_docid, next_version, set_public_by_writing)
+                           appended, check_docid, next_version, set_public_by_writing)
 from ...core.users import UserRecord, check_username
 
 NAMESPACE = "bokeh-flask"
@@ -31,6 +31,11 @@ TIMEOUT_SECONDS = 2.0
 
 def _key(docid: str) -> str:
     return f"{NAMESPACE}:doc:{docid}"
+
+
+def _pending_key(docid: str) -> str:
+    """The list of a document's changes after its snapshot."""
+    return f"{NAMESPACE}:pending:{docid}"
 
 
 class RedisStore:
@@ -49,7 +54,15 @@ class RedisStore:
             raise StoreUnavailable(f"The document store (Redis at {self.url}) cannot be reached: {error}") from error
 
     def get(self, docid: str) -> StoredDocument | None:
-        return self._call(lambda: _document(docid, self._redis.hgetall(_key(docid))))
+        def read() -> StoredDocument | None:
+            with self._redis.pipeline(transaction=True) as pipe:  # the snapshot and its changes at once
+                pipe.hgetall(_key(docid))
+                pipe.lrange(_pending_key(docid), 0, -1)
+                row, pending = pipe.execute()
+            document = _document(docid, row)
+            return replace(document, pending=tuple(pending)) if document is not None and pending else document
+
+        return self._call(read)
 
     def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
         """See :meth:`~bokeh_flask.core.store.DocumentStore.put`; ``change`` is not kept (the Redis feed
@@ -64,6 +77,7 @@ class RedisStore:
                                       self.max_document_bytes, change)
                 pipe.multi()
                 pipe.hset(key, mapping=_fields(stored))
+                pipe.delete(_pending_key(document.docid))
                 pipe.sadd(_INDEX, stored.docid)
                 try:
                     pipe.execute()
@@ -74,11 +88,66 @@ class RedisStore:
 
         return t.cast(StoredDocument, self._call(write))
 
+    def append(self, docid: str, owner: str, based_on: int, change: str) -> StoredDocument:
+        """See :meth:`~bokeh_flask.core.store.DocumentStore.append`: the snapshot is neither read nor written."""
+        key = _key(docid)
+
+        def write() -> StoredDocument:
+            with self._redis.pipeline() as pipe:
+                pipe.watch(key)
+                fields = pipe.hmget(key, "owner", "title", "public", "version", "size")
+                current = None
+                if fields[0] is not None:
+                    current = StoredDocument(docid, fields[0], "", title=fields[1] or "", public=fields[2] == "1",
+                                             version=int(fields[3]))
+                size = int(fields[4] or 0)
+                stored = appended(current, docid, owner, based_on, change, self.max_document_bytes, size)
+                pipe.multi()
+                pipe.hset(key, mapping={"public": int(stored.public), "version": stored.version,
+                                        "updated": stored.updated, "size": size + len(change.encode("utf-8"))})
+                pipe.rpush(_pending_key(docid), change)
+                try:
+                    pipe.execute()
+                except redis.WatchError:
+                    raise StoreConflict(f"Document {docid!r} was written by someone else meanwhile: pull it, then "
+                                        "write again") from None
+                return stored
+
+        return t.cast(StoredDocument, self._call(write))
+
+    def snapshot(self, docid: str, version: int, doc_json: str, title: str) -> bool:
+        key = _key(docid)
+
+        def write() -> bool:
+            with self._redis.pipeline() as pipe:
+                pipe.watch(key)
+                if pipe.hget(key, "version") != str(version):
+                    return False
+                pipe.multi()
+                pipe.hset(key, mapping={"doc_json": doc_json, "title": title, "snapshot_version": version,
+                                        "size": len(doc_json.encode("utf-8"))})
+                pipe.delete(_pending_key(docid))
+                try:
+                    pipe.execute()
+                except redis.WatchError:
+                    return False
+                return True
+
+        return t.cast(bool, self._call(write))
+
     def set_public(self, docid: str, public: bool) -> StoredDocument:
         return set_public_by_writing(self, docid, public)
 
     def delete(self, docid: str) -> bool:
-        return self._remove(_key(docid), _INDEX, docid)
+        def remove() -> bool:
+            with self._redis.pipeline() as pipe:  # MULTI: the document, its changes and its index entry together
+                pipe.delete(_key(docid))
+                pipe.delete(_pending_key(docid))
+                pipe.srem(_INDEX, docid)
+                removed, _, _ = pipe.execute()
+            return bool(removed)
+
+        return t.cast(bool, self._call(remove))
 
     def _remove(self, key: str, index: str, member: str) -> bool:
         """Delete ``key`` and take ``member`` out of ``index``, together; True if the key was there."""
@@ -202,8 +271,10 @@ def _user(name: str, row: t.Mapping[str, str]) -> UserRecord | None:
 
 
 def _fields(document: StoredDocument) -> dict[str, t.Any]:
+    """A whole write: the snapshot is the document at its version."""
     return {"owner": document.owner, "doc_json": document.doc_json, "title": document.title,
-            "public": int(document.public), "version": document.version, "updated": document.updated}
+            "public": int(document.public), "version": document.version, "updated": document.updated,
+            "snapshot_version": document.version, "size": len(document.doc_json.encode("utf-8"))}
 
 
 def _document(docid: str, row: t.Mapping[str, str]) -> StoredDocument | None:
