@@ -42,3 +42,14 @@ def serve_module():
     factory = _ServerFactory()
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A redis-server of the module's own (tests/support/redis_server.py), stopped after the module."""
+    from tests.support.redis_server import RedisServer  # skips the module's Redis tests without redis-server
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

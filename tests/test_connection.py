@@ -16,7 +16,7 @@ from bokeh_flask.core.messages import REPULL_KEEPS_BUFFERS, message_frames, pull
 from bokeh_flask.core.scheduling import run_sync
 from bokeh_flask.core.sessions import ServerSession
 from tests.support.clock import ManualScheduler
-from tests.support.recording import RecordingTransport
+from tests.support.recording import RecordingTransport, feed_message
 
 
 @pytest.fixture
@@ -40,13 +40,7 @@ def connect(session: ServerSession) -> tuple[ServerConnection, RecordingTranspor
     return connection, transport
 
 
-def send(connection: ServerConnection, message) -> None:
-    connection.receive(message.header_json)
-    connection.receive(message.metadata_json)
-    connection.receive(message.content_json)
-    for buffer in message.buffers:
-        connection.receive(json.dumps(buffer.ref))
-        connection.receive(buffer.to_bytes())
+send = feed_message
 
 
 def client_patch(doc_json_model_id: str, value) -> object:

@@ -88,13 +88,19 @@ def feeds():
 # -- the file store: PollingFeed -------------------------------------------------
 
 
-def test_polling_delivers_another_processes_writes_in_order_with_their_changes(tmp_path, feeds):
+def polling(tmp_path, feeds):
+    """A stored document served live at version 1, and a running PollingFeed telling a Receiver."""
     store = FileStore(tmp_path)
     store.put(doc(), based_on=0)
     receiver = Receiver(store, {"live": 1})
     feed = PollingFeed(store, origin="here", interval=0.05)
     feeds.append(feed)
     feed.start(receiver.deliver, receiver.watched)
+    return store, receiver, feed
+
+
+def test_polling_delivers_another_processes_writes_in_order_with_their_changes(tmp_path, feeds):
+    store, receiver, feed = polling(tmp_path, feeds)
     in_another_process(tmp_path, [(1, change(2)), (2, change(3))])
     assert receiver.next() == DocumentChange("live", 2, change(2), "")
     assert receiver.next() == DocumentChange("live", 3, change(3), "")
@@ -118,12 +124,7 @@ def test_polling_across_a_change_not_kept_delivers_one_reload(tmp_path, feeds):
 
 
 def test_polling_skips_this_processes_own_writes(tmp_path, feeds):
-    store = FileStore(tmp_path)
-    store.put(doc(), based_on=0)
-    receiver = Receiver(store, {"live": 1})
-    feed = PollingFeed(store, origin="here", interval=0.05)
-    feeds.append(feed)
-    feed.start(receiver.deliver, receiver.watched)
+    store, receiver, feed = polling(tmp_path, feeds)
     written = store.put(doc(), based_on=1, change=change(2))  # here, not yet applied to what is served
     feed.publish(DocumentChange("live", written.version, change(2), "here"))
     in_another_process(tmp_path, [(2, change(3))])
@@ -179,12 +180,6 @@ def test_stopping_the_polling_feed_ends_its_thread(tmp_path):
 # -- Redis: RedisFeed ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
 
 
 def subscribers(url: str) -> int:

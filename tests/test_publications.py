@@ -17,7 +17,7 @@ from bokeh_flask.core.connection import ServerConnection
 from bokeh_flask.core.publications import Publications, decode_change, encode_change, materialize
 from bokeh_flask.core.store import MemoryStore, StoreError
 from tests.support.clock import ManualScheduler
-from tests.support.recording import RecordingTransport
+from tests.support.recording import RecordingTransport, feed_message
 
 
 class ListFeed:
@@ -44,13 +44,7 @@ def make_document(value: float = 1.0) -> Document:
     return doc
 
 
-def send(connection: ServerConnection, message) -> None:
-    connection.receive(message.header_json)
-    connection.receive(message.metadata_json)
-    connection.receive(message.content_json)
-    for buffer in message.buffers:
-        connection.receive(json.dumps(buffer.ref))
-        connection.receive(buffer.to_bytes())
+send = feed_message
 
 
 @pytest.fixture

@@ -14,12 +14,6 @@ from bokeh_flask.runtime.stores.files import KEPT_CHANGES, FileStore
 from tests.support.redis_server import RedisServer
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["memory", "file", "redis"])

@@ -55,3 +55,13 @@ class RecordingTransport:
 
     def types(self) -> list[str]:
         return [h["msgtype"] for h, _ in self.messages()]
+
+
+def feed_message(connection: t.Any, message: t.Any) -> None:
+    """Give a connection a bokeh message the way a client's websocket delivers it, frame by frame."""
+    connection.receive(message.header_json)
+    connection.receive(message.metadata_json)
+    connection.receive(message.content_json)
+    for buffer in message.buffers:
+        connection.receive(json.dumps(buffer.ref))
+        connection.receive(buffer.to_bytes())

@@ -33,6 +33,15 @@ def _key(docid: str) -> str:
     return f"{NAMESPACE}:doc:{docid}"
 
 
+def _execute_or_conflict(pipe: t.Any, docid: str) -> None:
+    """EXEC a watched transaction; another writer in between makes it the conflict it is."""
+    try:
+        pipe.execute()
+    except redis.WatchError:
+        raise StoreConflict(f"Document {docid!r} was written by someone else meanwhile: pull it, then write "
+                            "again") from None
+
+
 def _pending_key(docid: str) -> str:
     """The list of a document's changes after its snapshot."""
     return f"{NAMESPACE}:pending:{docid}"
@@ -79,11 +88,7 @@ class RedisStore:
                 pipe.hset(key, mapping=_fields(stored))
                 pipe.delete(_pending_key(document.docid))
                 pipe.sadd(_INDEX, stored.docid)
-                try:
-                    pipe.execute()
-                except redis.WatchError:
-                    raise StoreConflict(f"Document {document.docid!r} was written by someone else meanwhile: "
-                                        "pull it, then write again") from None
+                _execute_or_conflict(pipe, document.docid)
                 return stored
 
         return t.cast(StoredDocument, self._call(write))
@@ -106,11 +111,7 @@ class RedisStore:
                 pipe.hset(key, mapping={"public": int(stored.public), "version": stored.version,
                                         "updated": stored.updated, "size": size + len(change.encode("utf-8"))})
                 pipe.rpush(_pending_key(docid), change)
-                try:
-                    pipe.execute()
-                except redis.WatchError:
-                    raise StoreConflict(f"Document {docid!r} was written by someone else meanwhile: pull it, then "
-                                        "write again") from None
+                _execute_or_conflict(pipe, docid)
                 return stored
 
         return t.cast(StoredDocument, self._call(write))
