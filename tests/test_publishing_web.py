@@ -242,3 +242,24 @@ def test_settings_from_flask_config_and_the_environment(tmp_path):
     served = create_app_from_env(env)
     assert served.test_client().get("/bokeh/api/whoami").json["username"] == "defaultuser"
     assert served.test_client().get("/").headers["Location"].endswith("/bokeh/")  # no apps: / is the index
+
+
+def test_autoload_embeds_a_public_document_for_anyone(site):
+    """What ``autoload_server(public=True)`` and ``server_document(url, arguments={"public": "true"})`` load."""
+    from bokeh.embed import server_document
+
+    from bokeh_flask.embed import autoload_server
+
+    app, store = site
+    store.put(StoredDocument("shared", "alice", doc_json("P")), based_on=0)
+    client = app.test_client()
+    tag = autoload_server(url="http://localhost/", docid="shared", public=True)
+    same = server_document("http://localhost/bokeh/doc/shared", arguments={"public": "true"})
+    script_ids = re.compile(r'id="[^"]+"|bokeh-autoload-element=[^&"]+')  # random per call
+    assert script_ids.sub("", tag) == script_ids.sub("", same)
+    assert "/bokeh/doc/shared/autoload.js?" in tag and "public=true" in tag
+    query = "bokeh-autoload-element=el1&bokeh-app-path=/bokeh/doc/shared&public=true"
+    assert client.get(f"/bokeh/doc/shared/autoload.js?{query}").status_code == 404  # not published yet
+    store.set_public("shared", True)
+    script = client.get(f"/bokeh/doc/shared/autoload.js?{query}")
+    assert script.status_code == 200 and script.mimetype == "application/javascript" and b"el1" in script.data
