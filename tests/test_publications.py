@@ -14,7 +14,8 @@ from bokeh.models import ColumnDataSource, Slider
 from bokeh.protocol import Protocol
 
 from bokeh_flask.core.connection import ServerConnection
-from bokeh_flask.core.publications import Publications, decode_change, encode_change, materialize
+from bokeh_flask.core.changes import decode_change, encode_change, materialize
+from bokeh_flask.core.publications import Publications
 from bokeh_flask.core.store import MemoryStore, StoreError
 from tests.support.clock import ManualScheduler
 from tests.support.recording import RecordingTransport, feed_message

@@ -13,7 +13,7 @@ def doc_json(title: str = "Q") -> str:
     from bokeh.document import Document
     from bokeh.models import Slider
 
-    from bokeh_flask.core.publications import document_json
+    from bokeh_flask.core.changes import document_json
 
     doc = Document()
     doc.add_root(Slider(start=0, end=1, value=0.5))

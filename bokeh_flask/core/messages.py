@@ -14,6 +14,8 @@ import gzip
 import json
 import re
 import typing as t
+import uuid
+from dataclasses import dataclass
 
 import bokeh
 
@@ -121,3 +123,33 @@ class PatchBatch:
             self._document.models.flush_synced(
                 lambda model: not any(s.has_ref(model) for s in serializers)
             )
+
+
+@dataclass(frozen=True)
+class PreparedReply:
+    """A reply's serialised metadata, content and buffers, reusable with another request's header."""
+
+    msgtype: str
+    metadata_json: str
+    content_json: str
+    buffers: tuple[t.Any, ...]
+
+    @classmethod
+    def of(cls, message: t.Any) -> PreparedReply:
+        return cls(message.msgtype, message.metadata_json, message.content_json, tuple(message.buffers))
+
+    def answering(self, request_id: str) -> PreparedReply:
+        header = {"msgid": uuid.uuid4().hex, "msgtype": self.msgtype, "reqid": request_id}
+        if self.buffers:
+            header["num_buffers"] = len(self.buffers)
+        return _Answer(json.dumps(header), self)
+
+
+class _Answer:
+    """One reply made of a :class:`PreparedReply` and its own header (what ``message_frames`` reads)."""
+
+    def __init__(self, header_json: str, prepared: PreparedReply) -> None:
+        self.header_json = header_json
+        self.metadata_json = prepared.metadata_json
+        self.content_json = prepared.content_json
+        self.buffers = prepared.buffers

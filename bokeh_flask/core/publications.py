@@ -5,31 +5,31 @@ A published document (``Session.use_doc(name)`` + ``push``) lives in a store
 :class:`PublishedSession` that all its viewers share, the way clients that share a
 session id share a document under ``bokeh serve``. A write comes from an owner's
 connection (a PUSH-DOC or a PATCH-DOC, from ``bokeh_flask.client`` or the owner's
-own page): it is applied first to a private copy of the stored document, stored
-whole with the change beside it, and only once stored applied to the live
-document, which sends it to this process's viewers. Other processes hear of it
+own page): a PUSH-DOC is stored whole; a PATCH-DOC is tried on a private copy of the
+stored document (the shadow) and stored as one change after the snapshot (see
+:mod:`.changes`); only once stored is it applied to the live document, which sends
+it to this process's viewers. The writer folds its changes into a new snapshot now
+and then. Other processes hear of it
 through a :class:`~.ports.ChangeFeed` and apply the same change to their copy, or
 reload the document when they missed one. Viewers who do not own the document are
 read-only: their edits are answered OK and dropped, so they stay in their page.
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
 import typing as t
 import uuid
 import weakref
-from dataclasses import dataclass
 
-from bokeh.core.json_encoder import serialize_json
-from bokeh.core.serialization import Buffer, Serialized
+from bokeh.core.serialization import Serialized
 from bokeh.document import Document
 
+from .changes import apply_changes, decode_change, document_json, encode_change, materialize
 from .errors import StoreConflict, StoreError
+from .messages import PreparedReply, pull_reply
 from .ratelimit import LoginLimiter, failure_log_of
-from .messages import pull_reply
 from .scheduling import Scheduler
 from .sessions import ServerSession, Subscriber
 from .store import DocumentChange, DocumentStore, StoredDocument, publish_change, published_flag
@@ -50,42 +50,6 @@ SNAPSHOT_IDLE_SECONDS = 2.0
 
 class ReadOnly(Exception):
     """A viewer who does not own a document tried to replace it."""
-
-
-def encode_change(message: t.Any) -> str:
-    """A PATCH-DOC message as change text: its content and its buffers in base64."""
-    buffers = [[str(buffer.id), base64.b64encode(buffer.to_bytes()).decode("ascii")] for buffer in message.buffers]
-    return f'{{"content":{message.content_json},"buffers":{json.dumps(buffers, separators=(",", ":"))}}}'
-
-
-def decode_change(text: str) -> Serialized[t.Any]:
-    """What :func:`encode_change` made, ready for ``Document.apply_json_patch``."""
-    data = json.loads(text)
-    buffers = [Buffer(buffer_id, base64.b64decode(data_b64)) for buffer_id, data_b64 in data["buffers"]]
-    return Serialized(data["content"], buffers)
-
-
-def document_json(document: Document) -> str:
-    """A whole document as JSON text, arrays inline (what a store keeps)."""
-    return t.cast(str, serialize_json(document.to_json(deferred=False)))
-
-
-def load_document(doc_json: str) -> Document:
-    return Document.from_json(json.loads(doc_json))
-
-
-def apply_changes(document: Document, changes: t.Iterable[str]) -> None:
-    """Apply stored change texts (publishing flags change no content) to ``document``."""
-    for change in changes:
-        if published_flag(change) is None:
-            document.apply_json_patch(decode_change(change), setter=None)
-
-
-def materialize(stored: StoredDocument) -> Document:
-    """The whole document a store holds: its snapshot with the pending changes applied."""
-    document = load_document(stored.doc_json) if stored.doc_json else Document()
-    apply_changes(document, stored.pending)
-    return document
 
 
 class PublishedSession(ServerSession):
@@ -323,36 +287,6 @@ class PublishedSession(ServerSession):
         apply_changes(self.document, stored.pending)
         self.version, self._stored = stored.version, stored
         self._shadow = None
-
-
-@dataclass(frozen=True)
-class PreparedReply:
-    """A reply's serialised metadata, content and buffers, reusable with another request's header."""
-
-    msgtype: str
-    metadata_json: str
-    content_json: str
-    buffers: tuple[t.Any, ...]
-
-    @classmethod
-    def of(cls, message: t.Any) -> PreparedReply:
-        return cls(message.msgtype, message.metadata_json, message.content_json, tuple(message.buffers))
-
-    def answering(self, request_id: str) -> PreparedReply:
-        header = {"msgid": uuid.uuid4().hex, "msgtype": self.msgtype, "reqid": request_id}
-        if self.buffers:
-            header["num_buffers"] = len(self.buffers)
-        return _Answer(json.dumps(header), self)
-
-
-class _Answer:
-    """One reply made of a :class:`PreparedReply` and its own header (what ``message_frames`` reads)."""
-
-    def __init__(self, header_json: str, prepared: PreparedReply) -> None:
-        self.header_json = header_json
-        self.metadata_json = prepared.metadata_json
-        self.content_json = prepared.content_json
-        self.buffers = prepared.buffers
 
 
 class Publications:
