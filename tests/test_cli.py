@@ -45,6 +45,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
     (["serve", "does/not/exist.py"], "Path for Bokeh server application does not exist: does/not/exist.py"),
     (["serve", "--glob", "nothing*here.py"], "matched no files"),
     (["serve", "--keep-alive", "-5"], "use 0 to turn it off"),
+    (["serve", "--backend", "memory", "--num-procs", "2"], "--backend memory keeps documents inside one process"),
+    (["serve", "--backend", "nosql"], "invalid choice: 'nosql'"),
+    (["serve", "--max-document-size", "0"], "max_document_bytes must be > 0"),
 ])
 def test_bad_command_lines_are_one_line_errors(args, message):
     result = run_cli(*args)
@@ -198,3 +201,21 @@ def test_what_the_token_carries(serve, flags, headers, cookies):
         payload = get_token_payload(re.search(r'"token":"([^"]+)"', response.read().decode()).group(1))
     assert headers <= set(payload["headers"]) and not ({"X-Keep", "X-Drop"} - headers) & set(payload["headers"])
     assert set(payload["cookies"]) == cookies
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], {}),
+    (["--publishing"], {"publishing": True}),
+    (["-m"], {"publishing": True, "multi_user": True}),
+    (["--backend", "redis", "--redis-port", "7100", "--no-start-redis"],
+     {"publishing": True, "backend": "redis", "redis_port": 7100, "start_redis": False}),
+    (["--data-directory", "d", "--close-registration", "--max-document-size", "1000"],
+     {"publishing": True, "data_directory": "d", "open_registration": False, "max_document_bytes": 1000}),
+])
+def test_publishing_flags_become_settings_and_any_turns_it_on(flags, expected):
+    from bokeh_flask.runtime.cli import settings_from_options, build_parser
+
+    settings = settings_from_options(build_parser().parse_args(["serve", *flags]))
+    names = {"publishing", "backend", "data_directory", "redis_url", "redis_port", "start_redis", "multi_user",
+             "open_registration", "max_document_bytes"}
+    assert {k: v for k, v in settings.items() if k in names} == expected

@@ -282,7 +282,7 @@ def serve_processes(options: argparse.Namespace, app_args: list[str] | None) -> 
         if options.use_config:
             _load_bokeh_config(options.use_config)
         files = _checked_files(options)
-        settings = {k: v for k, v in _settings_from_options(options).items() if v is not None}
+        settings = {k: v for k, v in settings_from_options(options).items() if v is not None}
         settings.setdefault("allow_same_origin", False)
         resolved = ServerSettings.resolve(settings)  # fail here, once, rather than in every worker
         routes = sorted(build_applications(_apps_to_serve(files, settings), app_args))
@@ -331,7 +331,7 @@ def _make_server(options: argparse.Namespace, app_args: list[str] | None) -> t.A
     from .server import Server  # after patching (module docstring)
 
     files = _checked_files(options)
-    settings = _settings_from_options(options)
+    settings = settings_from_options(options)
     return Server.from_settings(_apps_to_serve(files, settings), argv=app_args, **settings)
 
 
@@ -342,7 +342,7 @@ def _apps_to_serve(files: list[str], settings: t.Mapping[str, t.Any]) -> t.Any:
     return {} if settings.get("publishing") else None
 
 
-def _settings_from_options(options: argparse.Namespace) -> dict[str, t.Any]:
+def settings_from_options(options: argparse.Namespace) -> dict[str, t.Any]:
     """The ServerSettings fields the command line sets."""
     return dict(
         port=options.port,
