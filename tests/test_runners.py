@@ -124,3 +124,39 @@ def test_gunicorn_with_bokeh_flasks_worker_class_and_two_workers(serve):
     output = server.stop()
     assert output.count("HOOK server-unloaded") == 2
     assert output.count(f"HOOK session-destroyed {held.session_id}") == 1
+
+
+@pytest.mark.parametrize("runner", ["flask run", "gunicorn -w 2"])
+def test_publishing_under_flask_run_and_plain_gunicorn(serve, tmp_path, runner):
+    """``wsgi.py`` with ``BOKEH_FLASK_PUBLISHING``: OS threads under ``flask run``; two ``-k gevent``
+    workers sharing the file store under gunicorn (whichever worker answers, the document is there)."""
+    from bokeh.document import Document
+    from bokeh.models import Div
+
+    from bokeh_flask.client import Session
+
+    env = {"BOKEH_FLASK_APPS": str(HOOKS_APP), "BOKEH_FLASK_PUBLISHING": "yes",
+           "BOKEH_FLASK_DATA_DIRECTORY": str(tmp_path / "data")}
+    if runner == "flask run":
+        server = serve.command([sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", "0"],
+                               re.compile(r"Running on http://127\.0\.0\.1:(?P<port>\d+)"), env=env)
+    else:
+        server = serve.command([gunicorn_executable(), "-k", "gevent", "-w", "2", "-b", "127.0.0.1:0",
+                                *gunicorn_private_args(), "wsgi:app"],
+                               re.compile(r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)"), env=env)
+    root = f"http://localhost:{server.port}/"
+    owner = Session(root, keys_dir=tmp_path / "keys")
+    doc = Document()
+    doc.add_root(Div(text="one", name="note"))
+    owner.use_doc("runner").push(doc)
+    doc.get_model_by_name("note").text = "two"
+    owner.push(doc)
+    owner.publish()
+    for _ in range(6):  # new sessions, new connections: under gunicorn both workers answer some
+        pulled = Session(root, keys_dir=tmp_path / "keys").use_doc("runner").pull()
+        assert pulled.get_model_by_name("note").text == "two"
+    with urllib.request.urlopen(root + "bokeh/doc/runner?public=true", timeout=20) as page:
+        assert page.status == 200
+    owner.close()
+    if runner == "flask run":  # one process: a session id reaches the same session again
+        check_live_session(server, f"http://localhost:{server.port}/hooks_app")  # the apps run on beside it
