@@ -299,3 +299,26 @@ def test_make_feed_picks_the_backends_feed(tmp_path, redis_server):
     redis_feed.stop()
     with pytest.raises(ConfigError, match="--backend must be one of memory, shelve, redis"):
         make_feed("mongo", None, "here")
+
+
+def test_a_sibling_write_wakes_the_poll_at_once(tmp_path, feeds):
+    """With a shared directory a write is found without waiting for the interval (30 s here)."""
+    shared = tmp_path / "relay"
+    shared.mkdir()
+    store = FileStore(tmp_path / "data")
+    store.put(doc(), based_on=0)
+    receiver = Receiver(store, {"live": 1})
+    here = PollingFeed(store, origin="here", interval=30)
+    writer = PollingFeed(FileStore(tmp_path / "data"), origin="there", interval=30)
+    feeds.extend([here, writer])
+    here.share_directory(str(shared))
+    writer.share_directory(str(shared))
+    here.start(receiver.deliver, receiver.watched)
+    writer.start(lambda change: None, dict)
+    assert sorted(p.name for p in shared.iterdir()) == ["here.nudge", "there.nudge"]
+    written = writer.store.put(doc(), based_on=1, change=change(2))
+    writer.publish(DocumentChange("live", written.version, change(2), "there"))
+    assert receiver.next() == DocumentChange("live", 2, change(2), "")  # waits at most a few seconds
+    here.stop()
+    writer.stop()
+    assert list(shared.iterdir()) == []  # the sockets go with their feeds

@@ -15,6 +15,7 @@ import collections
 import json
 import logging
 import os
+import select
 import socket
 import threading
 import typing as t
@@ -120,6 +121,10 @@ class _LoopFeed:
             return {}
 
 
+#: the name ending of a process's wake-up socket in the shared relay directory
+NUDGE_SUFFIX = ".nudge"
+
+
 class PollingFeed(_LoopFeed):
     """The file store's feed: every ``interval`` seconds, the watched documents' versions, and the
     changes after the version each process has (one change with ``change=None`` where they are not all kept).
@@ -138,17 +143,80 @@ class PollingFeed(_LoopFeed):
         self._own_lock = threading.Lock()
         #: docid -> (the version the receiver had, the version delivered up to) at the last delivery
         self._sent: dict[str, tuple[int, int]] = {}
+        #: (directory, this process's socket path, its socket) once :meth:`share_directory` was called
+        self._nudges: tuple[str, str, socket.socket] | None = None
         self._failing = False
 
     def publish(self, change: DocumentChange) -> None:
-        """Remember the write (the store holds it already), so that polling does not hand it back."""
+        """Remember the write (the store holds it already), so that polling does not hand it back; wake
+        the sibling processes' polls (see :meth:`share_directory`)."""
         with self._own_lock:
             self._own[(change.docid, change.version)] = None
             while len(self._own) > self.OWN_WRITES_KEPT:
                 self._own.popitem(last=False)
+        self._nudge_siblings()
+
+    def share_directory(self, directory: str) -> None:
+        """Poll at once when a sibling process wrote: each process listens on a unix datagram socket
+        ``<directory>/<origin>.nudge`` (the workers' private relay directory) and, after a write, sends
+        one byte to the others' sockets. Polling on the interval goes on beside it."""
+        path = os.path.join(directory, f"{self.origin}{NUDGE_SUFFIX}")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            listener.bind(path)
+        except OSError as error:
+            listener.close()
+            log.warning("Cannot listen on %s for sibling writes (%s): they are found by polling every %g s",
+                        path, error, self.interval)
+            return
+        listener.setblocking(False)
+        self._nudges = (directory, path, listener)
+        log.debug("Polling feed wakes on %s", path)
+
+    def _nudge_siblings(self) -> None:
+        if self._nudges is None:
+            return
+        directory, own, listener = self._nudges
+        try:
+            names = [n for n in os.listdir(directory) if n.endswith(NUDGE_SUFFIX)]
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(directory, name)
+            if path == own:
+                continue
+            try:
+                listener.sendto(b"!", path)
+            except OSError:
+                pass  # gone, or its queue is full: it polls soon anyway
+
+    def _wait(self) -> bool:
+        """Sleep until the interval ends or a sibling wrote; False once stopping."""
+        if self._nudges is None:
+            return not self._stopping.wait(self.interval)
+        listener = self._nudges[2]
+        try:
+            select.select([listener], [], [], self.interval)
+            while listener.recv(64):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return not self._stopping.wait(self.interval)  # the socket was closed by stop()
+        return not self._stopping.is_set()
+
+    def stop(self) -> None:
+        super().stop()
+        nudges, self._nudges = self._nudges, None
+        if nudges is not None:
+            nudges[2].close()
+            try:
+                os.unlink(nudges[1])
+            except OSError:
+                pass
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
+        while self._wait():
             self.poll_once()
 
     def poll_once(self) -> None:

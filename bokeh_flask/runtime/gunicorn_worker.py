@@ -35,6 +35,7 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 
 from ..core.state import ProcessInfo, live_states
+from .publishing import share_feeds_with_siblings
 from .relay import WorkerRelay, remove_if_empty, shared_relay_dir
 from .shared_metrics import FileMetrics
 
@@ -139,6 +140,7 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
             return None
         for state in states:
             state.relay = relay
+        share_feeds_with_siblings(states, relay_dir)
         return relay
 
     def _stop_relay(self, relay: WorkerRelay) -> None:

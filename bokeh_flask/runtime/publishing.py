@@ -82,3 +82,13 @@ def in_threads(store: t.Any) -> t.Any:
     if not monkey.is_module_patched("socket"):
         return store
     return ThreadedStore(store, lambda fn, args, kwargs: get_hub().threadpool.apply(fn, args, kwargs))
+
+
+def share_feeds_with_siblings(states: t.Iterable[t.Any], directory: str) -> None:
+    """Let the change feeds of these registrations wake each other through the workers' shared directory
+    (the file store's polling feed does; others need not)."""
+    for state in states:
+        feed = state.publications.feed if state.publications is not None else None
+        share = getattr(feed, "share_directory", None)
+        if share is not None:
+            share(directory)

@@ -20,6 +20,7 @@ import typing as t
 from pathlib import Path
 
 from ..core.state import ProcessInfo, live_states
+from .publishing import share_feeds_with_siblings
 from .relay import WorkerRelay, remove_if_empty, shared_relay_dir
 from .shared_metrics import FileMetrics
 
@@ -73,6 +74,7 @@ class GunicornSiblings:
         for state in live_states():
             state.shared_metrics = self.metrics
             state.relay = self.relay
+        share_feeds_with_siblings(live_states(), self.directory)
         atexit.register(self.leave)
         log.info("gunicorn worker %d: %d workers share this server; relaying websockets between them",
                  os.getpid(), siblings)
@@ -82,6 +84,9 @@ class GunicornSiblings:
             self.relay.stop()
         if self.metrics is not None:
             self.metrics.remove()
+        for state in live_states():
+            if state.publications is not None and state.publications.feed is not None:
+                state.publications.feed.stop()  # its wake-up socket is in the directory too
         if self.directory is not None:
             remove_if_empty(self.directory)
 
