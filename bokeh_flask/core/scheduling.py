@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import sys
 import threading
 import time
 import typing as t
@@ -99,7 +100,12 @@ class ThreadScheduler:
     def call_later(self, delay: float, fn: t.Callable[[], object]) -> Handle:
         timer = threading.Timer(max(delay, 0.0), _logged(fn))
         timer.daemon = True
-        timer.start()
+        try:
+            timer.start()
+        except RuntimeError as error:
+            if not (sys.is_finalizing() or "shutdown" in str(error)):
+                raise
+            log.debug("Not scheduling %r: the interpreter is shutting down", fn)  # a periodic job's last tick
         return _TimerHandle(timer)
 
     def lock(self) -> t.ContextManager[t.Any]:
