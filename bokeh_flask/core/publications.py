@@ -117,9 +117,6 @@ class PublishedSession(ServerSession):
     def allow_writes(self, connection: Subscriber, user: str) -> None:
         self._writers[connection] = user
 
-    def may_write(self, connection: Subscriber) -> bool:
-        return connection in self._writers
-
     # -- protocol requests ---------------------------------------------------
 
     def push(self, message: t.Any, connection: Subscriber) -> t.Any:
@@ -302,10 +299,6 @@ class Publications:
         self._scheduler = scheduler
         self._live: dict[str, PublishedSession] = {}
         self._lock = scheduler.lock()
-
-    @property
-    def sessions(self) -> list[PublishedSession]:
-        return list(self._live.values())
 
     def live(self, docid: str, stored: StoredDocument | None) -> PublishedSession:
         """This process's live copy of ``docid`` (built from ``stored`` if there is none yet)."""

@@ -19,7 +19,6 @@ import select
 import socket
 import threading
 import typing as t
-import uuid
 from dataclasses import asdict, replace
 
 from ..core.errors import ConfigError
@@ -49,11 +48,6 @@ BACKOFF_SECONDS = (0.1, 2.0)
 REDIS_TIMEOUT_SECONDS = 2.0
 #: how long ``stop()`` waits for the loop to end
 STOP_TIMEOUT_SECONDS = 5.0
-
-
-def process_origin() -> str:
-    """A name for this process that no other process (here or on another host) has; make it after forking."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 def deliver_safely(deliver: Deliver, change: DocumentChange) -> bool:

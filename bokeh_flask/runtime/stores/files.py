@@ -15,6 +15,7 @@ within the call.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -190,23 +191,29 @@ class FileStore(_UsersMixin, _FailuresMixin):
     def put(self, document: StoredDocument, based_on: int, change: str | None = None) -> StoredDocument:
         """See :meth:`~bokeh_flask.core.store.DocumentStore.put`; ``change`` is recorded with the new version."""
         check_docid(document.docid)
+        with self._transaction(document.docid) as db:
+            stored = next_version(self._row(db, document.docid), document, based_on, self.max_document_bytes, change)
+            db.execute(f"INSERT OR REPLACE INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (stored.docid, stored.owner, stored.doc_json, stored.title, int(stored.public),
+                        stored.version, stored.updated, stored.version))
+            self._record(db, stored, change)
+            return stored
+
+    @contextlib.contextmanager
+    def _transaction(self, docid: str) -> t.Iterator[sqlite3.Connection]:
+        """One write transaction, the write lock taken first (no other writer between a check and the write);
+        rolled back if anything raises, and SQLite's own failures reported as :class:`StoreError`."""
         db = self._connect()
         try:
-            db.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer between the check and the write
+            db.execute("BEGIN IMMEDIATE")
             try:
-                stored = next_version(self._row(db, document.docid), document, based_on, self.max_document_bytes,
-                                      change)
-                db.execute(f"INSERT OR REPLACE INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           (stored.docid, stored.owner, stored.doc_json, stored.title, int(stored.public),
-                            stored.version, stored.updated, stored.version))
-                self._record(db, stored, change)
+                yield db
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-            return stored
         except sqlite3.Error as error:
-            raise StoreError(f"Writing {document.docid!r} to {self.path} failed: {error}") from error
+            raise StoreError(f"Writing {docid!r} to {self.path} failed: {error}") from error
         finally:
             db.close()
 
@@ -228,47 +235,27 @@ class FileStore(_UsersMixin, _FailuresMixin):
     def _write(self, docid: str, make: t.Callable[[StoredDocument | None], StoredDocument | None],
                change: str | None) -> StoredDocument | None:
         """One transaction: read the document, ``make`` its next state (None: nothing to write), write it."""
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                current = self._row(db, docid)
-                stored = make(current)
-                if stored is not None:
-                    db.execute("UPDATE documents SET doc_json = ?, title = ?, public = ?, version = ?, updated = ?, "
-                               "snapshot_version = ? WHERE docid = ?",
-                               (stored.doc_json, stored.title, int(stored.public), stored.version, stored.updated,
-                                stored.snapshot_version, docid))
-                    if current is not None and stored.version != current.version:
-                        self._record(db, stored, change)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self._transaction(docid) as db:
+            current = self._row(db, docid)
+            stored = make(current)
+            if stored is not None:
+                db.execute("UPDATE documents SET doc_json = ?, title = ?, public = ?, version = ?, updated = ?, "
+                           "snapshot_version = ? WHERE docid = ?",
+                           (stored.doc_json, stored.title, int(stored.public), stored.version, stored.updated,
+                            stored.snapshot_version, docid))
+                if current is not None and stored.version != current.version:
+                    self._record(db, stored, change)
             return stored
-        except sqlite3.Error as error:
-            raise StoreError(f"Writing {docid!r} to {self.path} failed: {error}") from error
-        finally:
-            db.close()
 
     def set_public(self, docid: str, public: bool) -> StoredDocument:
         """One more version, recorded with its change, so the other processes' polls find it."""
         return set_public_by_writing(self, docid, public)
 
     def delete(self, docid: str) -> bool:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                removed = db.execute("DELETE FROM documents WHERE docid = ?", (docid,)).rowcount > 0
-                db.execute("DELETE FROM changes WHERE docid = ?", (docid,))
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self._transaction(docid) as db:
+            removed = db.execute("DELETE FROM documents WHERE docid = ?", (docid,)).rowcount > 0
+            db.execute("DELETE FROM changes WHERE docid = ?", (docid,))
             return removed
-        finally:
-            db.close()
 
     def versions(self, docids: t.Iterable[str]) -> dict[str, int]:
         """The stored version of each of ``docids`` (0 for one not stored), in one query."""
